@@ -1,0 +1,158 @@
+#include "core/autodiff.hpp"
+
+#include <optional>
+#include <unordered_map>
+
+#include "core/ops.hpp"
+
+namespace flaxpp::autodiff {
+
+namespace {
+thread_local bool t_recording = true;
+thread_local int t_depth = 0;
+}  // namespace
+
+bool is_recording() { return t_recording; }
+int trace_depth() { return t_depth; }
+
+NoRecord::NoRecord() : prev_(t_recording) { t_recording = false; }
+NoRecord::~NoRecord() { t_recording = prev_; }
+
+TraceScope::TraceScope() { ++t_depth; }
+TraceScope::~TraceScope() { --t_depth; }
+
+Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
+             bool keep_output) {
+  auto node = std::make_shared<Node>();
+  node->op = op;
+  node->parents.reserve(inputs.size());
+  for (const Array* a : inputs) node->parents.push_back(a->node());
+  node->vjp = std::move(rule);
+  node->shape = out.shape();
+  if (keep_output) node->saved_output = out.detached();
+  out.set_node(std::move(node));
+  return out;
+}
+
+Array trace_leaf(const Array& x, const char* what) {
+  if (!x.is_float())
+    throw std::invalid_argument(std::string(what) + " requires float32 inputs, got an array of dtype " +
+                                dtype_name(x.dtype()) + " and shape " + to_string(x.shape()));
+  Array leaf = x.detached();
+  auto node = std::make_shared<Node>();
+  node->op = "trace";
+  node->parents.push_back(x.node());  // identity of the outer value, for nested transforms
+  node->vjp = [](const Array& g, const Array&, const std::vector<bool>&) {
+    return std::vector<Array>{g};
+  };
+  node->shape = x.shape();
+  leaf.set_node(std::move(node));
+  return leaf;
+}
+
+Array zeros_like_value(const Array& a) { return jnp::zeros(a.shape(), a.dtype()); }
+
+Array vdot_all(const std::vector<Array>& a, const std::vector<Array>& b) {
+  if (a.size() != b.size()) throw std::invalid_argument("vdot_all: structures differ");
+  Array s(0.f);
+  for (size_t i = 0; i < a.size(); ++i) s = s + jnp::vdot(a[i], b[i]);
+  return s;
+}
+
+Array unbroadcast(const Array& g, const Shape& shape) {
+  if (g.shape() == shape) return g;
+  size_t lead = g.ndim() - shape.size();
+  Axes axes;
+  for (size_t i = 0; i < g.ndim(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1)) axes.push_back(static_cast<int64_t>(i));
+  Array r = jnp::sum(g, axes, /*keepdims=*/true);
+  return jnp::reshape(r, shape);
+}
+
+std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
+                            const std::vector<Array>& targets, bool record_backward) {
+  std::optional<NoRecord> guard;
+  if (!record_backward) guard.emplace();
+
+  // 1. Topological order of every node reachable from the outputs (iterative DFS).
+  std::vector<Node*> order;
+  std::unordered_map<Node*, int> state;  // 1 = visiting, 2 = done
+  std::vector<std::pair<Node*, size_t>> stack;
+  for (const Array& o : outputs) {
+    Node* root = o.node().get();
+    if (!root || state.count(root)) continue;
+    stack.push_back({root, 0});
+    state[root] = 1;
+    while (!stack.empty()) {
+      auto& [n, i] = stack.back();
+      if (i < n->parents.size()) {
+        Node* p = n->parents[i++].get();
+        if (p && !state.count(p)) {
+          state[p] = 1;
+          stack.push_back({p, 0});
+        }
+      } else {
+        state[n] = 2;
+        order.push_back(n);
+        stack.pop_back();
+      }
+    }
+  }
+  // 2. Keep only nodes from which a target is reachable; stop at targets.
+  std::unordered_map<Node*, size_t> target_index;
+  for (size_t i = 0; i < targets.size(); ++i) target_index[targets[i].node().get()] = i;
+  std::unordered_map<Node*, bool> reaches;
+  for (Node* n : order) {  // parents come before children in `order`
+    bool r = target_index.count(n) > 0;
+    if (!r)
+      for (auto& p : n->parents)
+        if (p && reaches[p.get()]) {
+          r = true;
+          break;
+        }
+    reaches[n] = r;
+  }
+  // 3. Propagate cotangents from the outputs down.
+  std::unordered_map<Node*, Array> ct;
+  auto accumulate = [&](Node* n, const Array& g) {
+    auto it = ct.find(n);
+    if (it == ct.end())
+      ct.emplace(n, g);
+    else
+      it->second = it->second + g;
+  };
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    Node* n = outputs[i].node().get();
+    if (n && reaches[n]) accumulate(n, seeds[i]);
+  }
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    Node* n = *it;
+    if (!reaches[n] || target_index.count(n)) continue;
+    auto c = ct.find(n);
+    if (c == ct.end()) continue;
+    Array g = c->second;
+    ct.erase(c);  // free cotangents as soon as they are consumed
+    std::vector<bool> need(n->parents.size());
+    bool any = false;
+    for (size_t k = 0; k < need.size(); ++k) {
+      need[k] = n->parents[k] && reaches[n->parents[k].get()];
+      any = any || need[k];
+    }
+    if (!any) continue;
+    Array out = n->saved_output;
+    // Give the rule the output with its own node so recorded expressions link to it.
+    if (record_backward) out.set_node(n->shared_from_this());
+    auto grads = n->vjp(g, out, need);
+    for (size_t k = 0; k < need.size(); ++k)
+      if (need[k]) accumulate(n->parents[k].get(), grads[k]);
+  }
+  std::vector<Array> result;
+  result.reserve(targets.size());
+  for (const Array& t : targets) {
+    auto c = ct.find(t.node().get());
+    result.push_back(c != ct.end() ? c->second : jnp::zeros(t.shape(), t.dtype()));
+  }
+  return result;
+}
+
+}  // namespace flaxpp::autodiff

@@ -1,0 +1,23 @@
+# Installs flaxpp into a scratch prefix, then configures, builds and runs tests/downstream/app
+# against it with find_package(flaxpp). Run by ctest as downstream/find_package.
+set(prefix ${BIN}/downstream/prefix)
+set(work ${BIN}/downstream/app)
+file(REMOVE_RECURSE ${prefix} ${work})
+execute_process(COMMAND ${CMAKE_COMMAND} --install ${BIN} --prefix ${prefix} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "cmake --install failed (${rc})")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SRC}/tests/downstream/app -B ${work} -G ${GEN}
+                        -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_TYPE=Release RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "configuring the downstream project failed (${rc})")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${work} RESULT_VARIABLE rc)
+if(rc)
+  message(FATAL_ERROR "building the downstream project failed (${rc})")
+endif()
+execute_process(COMMAND ${work}/downstream_app OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+message(STATUS "downstream_app printed: ${out}")
+if(rc OR NOT out MATCHES "downstream ok")
+  message(FATAL_ERROR "downstream_app failed (${rc}): ${out}")
+endif()
