@@ -56,7 +56,7 @@ std::string to_string(const Shape& s) {
     if (i) r += ",";
     r += std::to_string(s[i]);
   }
-  return r + ")";
+  return r + (s.size() == 1 ? ",)" : ")");
 }
 
 Shape strides_of(const Shape& s) {

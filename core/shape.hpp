@@ -60,7 +60,7 @@ class Shape {
 };
 
 int64_t numel(const Shape& s);
-std::string to_string(const Shape& s);  // "(2,3)", "()" for scalars
+std::string to_string(const Shape& s);  // "(2,3)", "(5,)", "()" for scalars (Python tuples)
 // Row-major strides in elements.
 Shape strides_of(const Shape& s);
 // NumPy broadcasting; `op` names the operation in the error message.

@@ -1,0 +1,125 @@
+// grad / value_and_grad / vjp / jvp: closed forms, nesting, second derivatives, memory.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "core/autodiff.hpp"
+#include "core/ops.hpp"
+
+using namespace flaxpp;
+
+namespace {
+float at(const Array& a, int64_t i) { return a.data<float>()[i]; }
+}  // namespace
+
+TEST_CASE("grad of a scalar polynomial matches its closed form") {
+  auto f = [](const Array& x) { return x * x * x + 2.f * x; };  // f' = 3x^2 + 2
+  for (float x : {-2.f, 0.f, 0.5f, 3.f}) CHECK(grad(f)(Array(x)).item<float>() == doctest::Approx(3 * x * x + 2));
+}
+
+TEST_CASE("grad(grad(f)) and third derivatives of tanh") {
+  auto f = [](const Array& x) { return jnp::tanh(x); };
+  auto d1 = grad(f);
+  auto d2 = grad([&](const Array& x) { return d1(x); });
+  auto d3 = grad([&](const Array& x) { return d2(x); });
+  for (double x : {-1.3, -0.2, 0.0, 0.7, 2.0}) {
+    double t = std::tanh(x), s = 1 - t * t;
+    CHECK(d1(Array(float(x))).item<double>() == doctest::Approx(s).epsilon(1e-5));
+    CHECK(d2(Array(float(x))).item<double>() == doctest::Approx(-2 * t * s).epsilon(1e-5));
+    CHECK(d3(Array(float(x))).item<double>() == doctest::Approx(s * (6 * t * t - 2)).epsilon(1e-4));
+  }
+}
+
+TEST_CASE("nested grad does not confuse its variable with the outer one") {
+  // d/dx [ x * (d/dy (x + y) at y = 1) ] = 1 for every x.
+  auto inner = [](const Array& x) {
+    return grad([&](const Array& y) { return x + y; })(Array(1.f));
+  };
+  auto outer = grad([&](const Array& x) { return x * inner(x); });
+  for (float x : {-3.f, 0.f, 2.5f}) CHECK(outer(Array(x)).item<float>() == 1.f);
+  // And a case where the inner derivative does depend on x: d/dx [x * d/dy (x*y)] = 2x.
+  auto outer2 = grad([](const Array& x) {
+    return x * grad([&](const Array& y) { return x * y; })(Array(1.f));
+  });
+  CHECK(outer2(Array(3.f)).item<float>() == 6.f);
+}
+
+TEST_CASE("value_and_grad with several arguments, has_aux, and broadcasting") {
+  Array w = Array::matrix({{1, 2}, {3, 4}});
+  Array b = Array::vector({0.5f, -1.f});
+  Array x = Array::vector({1.f, 2.f});
+  auto loss = [](const Array& w, const Array& b, const Array& x) {
+    return jnp::sum(jnp::matmul(x, w) + b);  // sum_j (sum_i x_i w_ij + b_j)
+  };
+  auto [v, grads] = value_and_grad<0, 1>(loss)(w, b, x);
+  auto [gw, gb] = grads;
+  CHECK(v.item<float>() == doctest::Approx(1 + 6 + 2 + 8 - 0.5));
+  CHECK(gw.shape() == Shape{2, 2});
+  CHECK(at(gw, 0) == 1.f); CHECK(at(gw, 1) == 1.f); CHECK(at(gw, 2) == 2.f); CHECK(at(gw, 3) == 2.f);
+  CHECK(at(gb, 0) == 1.f); CHECK(at(gb, 1) == 1.f);
+  CHECK(!v.node());
+  CHECK(!gw.node());
+
+  auto with_aux = [](const Array& x) { return std::make_pair(jnp::sum(x * x), x * 2.f); };
+  auto [v2, aux, g2] = value_and_grad(with_aux, has_aux)(x);
+  CHECK(v2.item<float>() == 5.f);
+  CHECK(at(aux, 1) == 4.f);
+  CHECK(!aux.node());
+  CHECK(at(g2, 1) == 4.f);
+}
+
+TEST_CASE("grad rejects non-scalar outputs and integer inputs with clear messages") {
+  auto f = [](const Array& x) { return x * 2.f; };
+  CHECK_THROWS_WITH_AS(grad(f)(Array::vector({1, 2})),
+                       "grad: the function must return a float32 scalar, got shape (2,) dtype float32",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(grad([](const Array& x) { return jnp::sum(jnp::astype(x, DType::float32)); })(Array(3)),
+                       "grad requires float32 inputs, got an array of dtype int32 and shape ()",
+                       std::invalid_argument);
+}
+
+TEST_CASE("vjp pullback and jvp agree with the Jacobian") {
+  Array x = Array::vector({0.5f, -1.f, 2.f});
+  auto f = [](const Array& x) { return jnp::exp(x) * 2.f; };  // J = diag(2 e^x)
+  auto [y, pullback] = vjp(f, x);
+  CHECK(at(y, 2) == doctest::Approx(2 * std::exp(2.0)));
+  auto [dx] = pullback(Array::vector({1.f, 0.f, 3.f}));
+  CHECK(at(dx, 0) == doctest::Approx(2 * std::exp(0.5)));
+  CHECK(at(dx, 1) == 0.f);
+  CHECK(at(dx, 2) == doctest::Approx(6 * std::exp(2.0)));
+  auto [y2, tangent] = jvp(f, x, Array::vector({1.f, 1.f, 0.f}));
+  CHECK(at(tangent, 0) == doctest::Approx(2 * std::exp(0.5)));
+  CHECK(at(tangent, 1) == doctest::Approx(2 * std::exp(-1.0)));
+  CHECK(at(tangent, 2) == 0.f);
+  CHECK_THROWS_WITH_AS(pullback(Array::vector({1.f})), "vjp pullback: cotangent shape (1,) differs from output shape (3,)",
+                       std::invalid_argument);
+}
+
+TEST_CASE("Hessian-vector product of a quadratic form") {
+  // f(x) = 0.5 x^T A x with symmetric A: H v = A v.
+  Array A = Array::matrix({{2, 1}, {1, 3}});
+  Array v = Array::vector({1.f, -2.f});
+  auto f = [&](const Array& x) { return 0.5f * jnp::sum(x * jnp::matmul(A, x)); };
+  auto hvp = grad([&](const Array& x) { return jnp::vdot(grad(f)(x), v); });
+  Array h = hvp(Array::vector({0.3f, 0.7f}));
+  CHECK(at(h, 0) == doctest::Approx(0.f));
+  CHECK(at(h, 1) == doctest::Approx(-5.f));
+}
+
+TEST_CASE("the graph is released when grad returns") {
+  std::weak_ptr<autodiff::Node> probe;
+  Array g = grad([&](const Array& x) {
+    Array y = jnp::tanh(x) * x;
+    probe = y.node();
+    return jnp::sum(y);
+  })(Array::vector({1.f, 2.f}));
+  CHECK(probe.expired());
+  CHECK(!g.node());
+  CHECK(!autodiff::is_recording() == false);  // recording restored after the backward pass
+}
+
+TEST_CASE("stop_gradient blocks the gradient") {
+  auto f = [](const Array& x) { return jnp::sum(x * jnp::stop_gradient(x)); };
+  Array g = grad(f)(Array::vector({3.f}));
+  CHECK(at(g, 0) == 3.f);
+}
