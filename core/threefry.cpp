@@ -15,7 +15,7 @@ namespace {
 using U32 = xsimd::batch<uint32_t>;
 constexpr int64_t kLanes = static_cast<int64_t>(U32::size);
 static_assert(kWordPad % kLanes == 0, "kWordPad must cover whole batches");
-constexpr int64_t kPiece = 2048;              // words per sink call: stays in L1 with its outputs
+constexpr int64_t kPiece = kWordPiece;  // words per sink call: stays in L1 with its outputs
 constexpr int64_t kParallelMin = int64_t{1} << 16;  // draws above this many words use threads
 constexpr int64_t kMinChunk = int64_t{1} << 15;     // never give a thread less than this
 

@@ -68,12 +68,13 @@ void set_num_threads(int n);    // 0 = hardware concurrency; 1 = single-threaded
 
 // ---- the word stream ----
 // The n 32-bit words of jax.random.bits(key, (n,), uint32) in `mode`, handed out in pieces:
-// sink(words, count, offset) receives words[0..count) == bits[offset .. offset+count). The
-// buffer is padded with zeros up to a multiple of kWordPad words, so vector kernels may process
-// whole batches, and the sink may overwrite it in place. Pieces are delivered concurrently from
-// several threads for large n (each index exactly once, in no particular order).
-// Legacy mode rejects n >= 2^32 - 1 (JAX would chain split keys there) with std::invalid_argument.
+// sink(words, count, offset) receives words[0..count) == bits[offset .. offset+count), with
+// count <= kWordPiece. The buffer is zero-padded up to a multiple of kWordPad words, so vector
+// kernels may process whole batches, and the sink may overwrite it in place. For large n the
+// pieces arrive concurrently from several threads (each index exactly once, in no set order).
+// Legacy mode rejects n >= 2^32 - 1 (JAX would chain split keys there): std::invalid_argument.
 inline constexpr int64_t kWordPad = 16;
+inline constexpr int64_t kWordPiece = 2048;
 using WordSink = std::function<void(uint32_t* words, int64_t count, int64_t offset)>;
 void random_words(Key key, int64_t n, BitsMode mode, const WordSink& sink);
 
