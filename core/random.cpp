@@ -24,11 +24,11 @@ static_assert(kWordPad % F32::size == 0 && kWordPad % F64::size == 0);
 
 int64_t padded(int64_t n) { return (n + kWordPad - 1) / kWordPad * kWordPad; }
 
-const float kSqrt2 = static_cast<float>(M_SQRT2);                 // 1.4142135 (0x3FB504F3)
-const float kNormalLo = std::nextafter(-1.f, 0.f);                // -0.99999994
-const float kTiny = std::numeric_limits<float>::min();            // jnp.finfo(float32).tiny
-const float kEps = std::numeric_limits<float>::epsilon();         // 2^-23
-const float kEpsNeg = 0x1p-24f;                                   // jnp.finfo(float32).epsneg
+const float kSqrt2 = static_cast<float>(M_SQRT2);          // 1.4142135 (0x3FB504F3)
+const float kNormalLo = std::nextafter(-1.f, 0.f);         // -0.99999994
+const float kTiny = std::numeric_limits<float>::min();     // jnp.finfo(float32).tiny
+const float kEps = std::numeric_limits<float>::epsilon();  // 2^-23
+const float kEpsNeg = 0x1p-24f;                            // jnp.finfo(float32).epsneg
 
 // ---- float32 kernels over padded buffers (n a multiple of kWordPad) ----
 
@@ -59,7 +59,8 @@ inline float round_log1p(float t, double d) {
 void log1p_kernel(float* t, int64_t n) {  // in place, n <= kBuf
   alignas(64) double d[kBuf];
   for (int64_t i = 0; i < n; ++i) d[i] = t[i];
-  for (int64_t i = 0; i < n; i += F64::size) xsimd::log1p(F64::load_aligned(d + i)).store_aligned(d + i);
+  for (int64_t i = 0; i < n; i += F64::size)
+    xsimd::log1p(F64::load_aligned(d + i)).store_aligned(d + i);
   for (int64_t i = 0; i < n; ++i) t[i] = round_log1p(t[i], d[i]);
 }
 
@@ -84,7 +85,8 @@ void erf_inv_kernel(float* x, int64_t n) {
     auto central = w < F32(5.f);
     F32 ww = xsimd::select(central, w - F32(2.5f), xsimd::sqrt(w) - F32(3.f));
     F32 p = xsimd::select(central, F32(kErfInvL[0]), F32(kErfInvG[0]));
-    for (int k = 1; k < 9; ++k) p = xsimd::select(central, F32(kErfInvL[k]), F32(kErfInvG[k])) + p * ww;
+    for (int k = 1; k < 9; ++k)
+      p = xsimd::select(central, F32(kErfInvL[k]), F32(kErfInvG[k])) + p * ww;
     F32 r = xsimd::select(xsimd::abs(v) == F32(1.f), v * inf, p * v);
     r.store_unaligned(x + i);
   }
@@ -175,8 +177,8 @@ std::vector<Key> split(Key key, int64_t num) {
   std::vector<Key> keys(num);
   if (bits_mode() == BitsMode::partitionable) {  // key j = block(key, (hi32(j), lo32(j)))
     for (int64_t j = 0; j < num; ++j) {
-      auto y = threefry2x32_block(key, {static_cast<uint32_t>(static_cast<uint64_t>(j) >> 32),
-                                        static_cast<uint32_t>(j)});
+      auto y = threefry2x32_block(
+          key, {static_cast<uint32_t>(static_cast<uint64_t>(j) >> 32), static_cast<uint32_t>(j)});
       keys[j] = {y[0], y[1]};
     }
     return keys;
@@ -240,7 +242,8 @@ Array normal(Key key, const Shape& shape) {
   return draw_f32(key, shape, [](const uint32_t* w, float* f, int64_t n) {
     uniform_kernel(w, f, n, kNormalLo, 1.f);
     erf_inv_kernel(f, n);
-    for (int64_t i = 0; i < n; i += F32::size) (F32(kSqrt2) * F32::load_aligned(f + i)).store_aligned(f + i);
+    for (int64_t i = 0; i < n; i += F32::size)
+      (F32(kSqrt2) * F32::load_aligned(f + i)).store_aligned(f + i);
   });
 }
 
@@ -301,8 +304,8 @@ Array permutation(Key key, int64_t n) {
     throw std::invalid_argument("permutation: n must fit int32, got " + std::to_string(n));
   std::vector<int32_t> x(n);
   std::iota(x.begin(), x.end(), 0);
-  const int rounds = static_cast<int>(
-      std::ceil(3.0 * std::log(std::max<double>(1, n)) / std::log(4294967295.0)));
+  const int rounds =
+      static_cast<int>(std::ceil(3.0 * std::log(std::max<double>(1, n)) / std::log(4294967295.0)));
   std::vector<std::pair<uint32_t, int32_t>> kv(n);
   for (int r = 0; r < rounds; ++r) {
     std::vector<Key> ks = split(key, 2);
@@ -326,10 +329,12 @@ Array categorical(Key key, const Array& logits, int64_t axis) {
   Shape batch = shape;
   batch.erase(ax);
   const int64_t k = shape[ax];
-  if (k == 0) throw std::invalid_argument("categorical: logits axis " + std::to_string(axis) +
-                                          " has size 0 in shape " + to_string(shape));
+  if (k == 0)
+    throw std::invalid_argument("categorical: logits axis " + std::to_string(axis) +
+                                " has size 0 in shape " + to_string(shape));
   int64_t outer = 1, inner = 1;
-  for (size_t d = 0; d < shape.size(); ++d) (d < ax ? outer : inner) *= d == ax ? 1 : shape[d];
+  for (size_t d = 0; d < ax; ++d) outer *= shape[d];
+  for (size_t d = ax + 1; d < shape.size(); ++d) inner *= shape[d];
   Array g = gumbel(key, shape);
   const float *gp = g.data<float>(), *lp = logits.data<float>();
   Array out = Array::empty(batch, DType::int32);
@@ -435,9 +440,8 @@ Array weibull_min(Key key, float scale, float concentration, const Shape& shape)
 }
 
 Array pareto(Key key, float b, const Shape& shape) {  // exp(exponential / b)
-  return map_f32(exponential(key, shape), [b](float e) {
-    return static_cast<float>(std::exp(static_cast<double>(e / b)));
-  });
+  return map_f32(exponential(key, shape),
+                 [b](float e) { return static_cast<float>(std::exp(static_cast<double>(e / b))); });
 }
 
 }  // namespace flaxpp::random

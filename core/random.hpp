@@ -32,10 +32,10 @@ namespace flaxpp::random {
 // ---- keys ----
 // jax.random.PRNGKey(seed) with x64 off: the seed wraps to its low 32 bits, key = [0, seed mod 2^32].
 Key PRNGKey(int64_t seed);
-Array key_data(Key key);                          // uint32 (2,) = [k0, k1]
+Array key_data(Key key);  // uint32 (2,) = [k0, k1]
 Key wrap_key_data(uint32_t k0, uint32_t k1);
 std::vector<Key> split(Key key, int64_t num = 2);  // num >= 0; row-major like split(key, num)
-Key fold_in(Key key, uint32_t data);              // block(key, (0, data)); mode-independent
+Key fold_in(Key key, uint32_t data);               // block(key, (0, data)); mode-independent
 
 // ---- bits ----
 Array bits(Key key, const Shape& shape);  // uint32, jax.random.bits(key, shape, uint32)

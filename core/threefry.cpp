@@ -139,7 +139,8 @@ std::vector<uint32_t> threefry_2x32(Key key, std::span<const uint32_t> counts) {
   auto second = [&](int64_t i) { return h + i < n ? counts[h + i] : 0u; };  // padded half
   int64_t i = 0;
   for (; i + kLanes <= n / 2; i += kLanes) {  // pairs whose second count is real
-    U32 x0 = U32::load_unaligned(counts.data() + i), x1 = U32::load_unaligned(counts.data() + h + i);
+    U32 x0 = U32::load_unaligned(counts.data() + i),
+        x1 = U32::load_unaligned(counts.data() + h + i);
     block(key.k0, key.k1, x0, x1);
     x0.store_unaligned(out.data() + i);
     x1.store_unaligned(out.data() + h + i);
@@ -199,8 +200,10 @@ void random_words(Key key, int64_t n, BitsMode mode, const WordSink& sink) {
     return;
   }
   if (n >= (int64_t{1} << 32) - 1)
-    throw std::invalid_argument("random bits: legacy threefry mode supports fewer than 2^32-1 "
-                                "words per draw, got " + std::to_string(n));
+    throw std::invalid_argument(
+        "random bits: legacy threefry mode supports fewer than 2^32-1 "
+        "words per draw, got " +
+        std::to_string(n));
   const int64_t h = (n + 1) / 2;
   run_chunked(h, chunks_for(n, h), [&](int64_t begin, int64_t end) {
     alignas(64) uint32_t y0s[kPiece + kWordPad], y1s[kPiece + kWordPad];

@@ -47,8 +47,8 @@ Array threefry_2x32(Key key, const Array& counts);  // counts: uint32, any shape
 
 // ---- the jax_threefry_partitionable flag ----
 enum class BitsMode { partitionable, legacy };
-BitsMode bits_mode();                // this thread's override if any, else the process setting
-void set_bits_mode(BitsMode mode);   // process-wide (default: partitionable)
+BitsMode bits_mode();               // this thread's override if any, else the process setting
+void set_bits_mode(BitsMode mode);  // process-wide (default: partitionable)
 
 // Overrides the mode for the current thread while in scope (JAX's `with jax.threefry_partitionable(..)`).
 class ScopedBitsMode {
@@ -63,8 +63,8 @@ class ScopedBitsMode {
 };
 
 // ---- threads used for large draws ----
-int num_threads();              // set value, or std::thread::hardware_concurrency() if unset (0)
-void set_num_threads(int n);    // 0 = hardware concurrency; 1 = single-threaded
+int num_threads();            // set value, or std::thread::hardware_concurrency() if unset (0)
+void set_num_threads(int n);  // 0 = hardware concurrency; 1 = single-threaded
 
 // ---- the word stream ----
 // The n 32-bit words of jax.random.bits(key, (n,), uint32) in `mode`, handed out in pieces:

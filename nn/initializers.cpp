@@ -13,8 +13,12 @@ Array filled(const Shape& shape, DType dtype, double value) {
   const int64_t n = a.size();
   switch (dtype) {
     case DType::float32: std::fill_n(a.mutable_data<float>(), n, static_cast<float>(value)); break;
-    case DType::int32: std::fill_n(a.mutable_data<int32_t>(), n, static_cast<int32_t>(value)); break;
-    case DType::uint32: std::fill_n(a.mutable_data<uint32_t>(), n, static_cast<uint32_t>(value)); break;
+    case DType::int32:
+      std::fill_n(a.mutable_data<int32_t>(), n, static_cast<int32_t>(value));
+      break;
+    case DType::uint32:
+      std::fill_n(a.mutable_data<uint32_t>(), n, static_cast<uint32_t>(value));
+      break;
     case DType::bool_: std::fill_n(a.mutable_data<uint8_t>(), n, value != 0); break;
   }
   return a;
@@ -54,7 +58,8 @@ Initializer zeros_init() { return zeros; }
 Initializer ones_init() { return ones; }
 
 Initializer constant(double value) {
-  return [value](random::Key, const Shape& shape, DType dtype) { return filled(shape, dtype, value); };
+  return
+      [value](random::Key, const Shape& shape, DType dtype) { return filled(shape, dtype, value); };
 }
 
 Initializer normal(double stddev) {
@@ -111,7 +116,8 @@ Initializer variance_scaling(double scale, const std::string& mode, const std::s
                          : mode == "fan_avg" ? (fan_in + fan_out) / 2
                                              : std::pow(fan_in * fan_out, 0.5);
     if (denominator == 0)
-      throw std::invalid_argument("variance_scaling: " + mode + " is 0 for shape " + to_string(shape));
+      throw std::invalid_argument("variance_scaling: " + mode + " is 0 for shape " +
+                                  to_string(shape));
     const float variance = static_cast<float>(scale / denominator);  // double, then float32
     if (distribution == "truncated_normal") {
       // The std of a standard normal truncated to (-2, 2).
@@ -123,10 +129,10 @@ Initializer variance_scaling(double scale, const std::string& mode, const std::s
   };
 }
 
-#define FLAXPP_VARIANCE_SCALING(name, scale, mode, distribution)                      \
-  Initializer name(AxisList in_axis, AxisList out_axis, AxisList batch_axis) {        \
-    return variance_scaling(scale, mode, distribution, std::move(in_axis),            \
-                            std::move(out_axis), std::move(batch_axis));              \
+#define FLAXPP_VARIANCE_SCALING(name, scale, mode, distribution)                                \
+  Initializer name(AxisList in_axis, AxisList out_axis, AxisList batch_axis) {                  \
+    return variance_scaling(scale, mode, distribution, std::move(in_axis), std::move(out_axis), \
+                            std::move(batch_axis));                                             \
   }
 FLAXPP_VARIANCE_SCALING(lecun_normal, 1.0, "fan_in", "truncated_normal")
 FLAXPP_VARIANCE_SCALING(lecun_uniform, 1.0, "fan_in", "uniform")

@@ -45,8 +45,8 @@ Initializer ones_init();
 Initializer constant(double value);
 
 // ---- plain random initializers ----
-Initializer normal(double stddev = 1e-2);    // normal(key) * float32(stddev)
-Initializer uniform(double scale = 1e-2);    // uniform(key, [0, 1)) * float32(scale)
+Initializer normal(double stddev = 1e-2);  // normal(key) * float32(stddev)
+Initializer uniform(double scale = 1e-2);  // uniform(key, [0, 1)) * float32(scale)
 // truncated_normal(key, lower, upper) * float32(stddev); no 0.8796 correction (as JAX).
 Initializer truncated_normal(double stddev = 1e-2, double lower = -2.0, double upper = 2.0);
 
@@ -58,16 +58,24 @@ Initializer variance_scaling(double scale, const std::string& mode, const std::s
                              AxisList in_axis = {-2}, AxisList out_axis = {-1},
                              AxisList batch_axis = {});
 
-Initializer lecun_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer lecun_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer glorot_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer glorot_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
+Initializer lecun_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                         AxisList batch_axis = {});
+Initializer lecun_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                          AxisList batch_axis = {});
+Initializer glorot_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                          AxisList batch_axis = {});
+Initializer glorot_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                           AxisList batch_axis = {});
 Initializer he_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
 Initializer he_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
 // JAX's aliases.
-Initializer xavier_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer xavier_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer kaiming_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
-Initializer kaiming_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1}, AxisList batch_axis = {});
+Initializer xavier_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                          AxisList batch_axis = {});
+Initializer xavier_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                           AxisList batch_axis = {});
+Initializer kaiming_normal(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                           AxisList batch_axis = {});
+Initializer kaiming_uniform(AxisList in_axis = {-2}, AxisList out_axis = {-1},
+                            AxisList batch_axis = {});
 
 }  // namespace flaxpp::nn::initializers
