@@ -1,0 +1,55 @@
+// flax.training.train_state.TrainState and flax.training.checkpoints, for optax-style optimizers.
+//
+//   auto state = training::TrainState::create(variables["params"], optax::adam(1e-3), key);
+//   auto [loss, grads] = value_and_grad(loss_fn)(state.params, batch);
+//   state = state.apply_gradients(grads);                    // step + 1, params and opt_state
+//   training::save_checkpoint("ckpt", state, state.step, /*keep=*/3);   // ckpt/checkpoint_<step>.msgpack
+//   state = training::restore_checkpoint("ckpt", state);     // latest, validated against `state`
+//
+// A checkpoint is Flax msgpack of {"step": int32, "params": ..., "opt_state": ..., "rng":
+// uint32 (2,)} (Flax's TrainState state dict plus our rng key), written atomically; `keep`
+// removes older checkpoint files (never the one just written). Restoring checks every path,
+// shape and dtype against the target state and throws SerializationError naming the file and
+// the path; a corrupt newest file leaves the older ones loadable by step.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <vector>
+
+#include "../core/random.hpp"
+#include "../core/tree.hpp"
+#include "optim.hpp"
+
+namespace flaxpp::training {
+
+struct TrainState {
+  int64_t step = 0;
+  Tree params;
+  Tree opt_state;
+  random::Key rng{};
+  optax::GradientTransformation tx;
+
+  static TrainState create(Tree params, optax::GradientTransformation tx, random::Key rng = {});
+  // One optimizer step: new params, new opt_state, step + 1 (rng unchanged).
+  TrainState apply_gradients(const Tree& grads) const;
+  // A fresh key for this step, as jax.random.fold_in(rng, step) (does not change the state).
+  random::Key step_rng() const;
+
+  Tree state_dict() const;
+  // This state with values from `state_dict` (validated against this state's structure).
+  TrainState with_state_dict(const Tree& state_dict) const;
+};
+
+std::filesystem::path checkpoint_path(const std::filesystem::path& dir, int64_t step,
+                                      const std::string& prefix = "checkpoint_");
+// Steps of the checkpoints in `dir`, ascending.
+std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir, const std::string& prefix = "checkpoint_");
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const TrainState& state, int64_t step,
+                                      int keep = 1, const std::string& prefix = "checkpoint_");
+// The newest checkpoint (or the one at `step`); throws if there is none.
+TrainState restore_checkpoint(const std::filesystem::path& dir, const TrainState& target,
+                              std::optional<int64_t> step = std::nullopt, const std::string& prefix = "checkpoint_");
+
+}  // namespace flaxpp::training
