@@ -12,6 +12,7 @@ using Grads = std::vector<Array>;
 // y * (g - sum(g * y)) needs only the output (one node instead of six, and no exp/sum kept
 // alive), and it is exact where the composite would form (sum e)^-2 terms.
 Array jnp::softmax(const Array& a, int64_t axis) {
+  normalize_axis(axis, a.ndim(), "softmax");
   Array x = a.detached();
   Array m = max(x, {axis}, true);
   Array e = exp(x - m);
@@ -25,6 +26,7 @@ Array jnp::softmax(const Array& a, int64_t axis) {
 // x - max - log(sum(exp(x - max))), composed from primitives (as jax.nn.log_softmax); its
 // gradient g - softmax(x) * sum(g) follows from the parts.
 Array jnp::log_softmax(const Array& a, int64_t axis) {
+  normalize_axis(axis, a.ndim(), "log_softmax");
   Array shifted = a - stop_gradient(max(a, {axis}, true));
   return shifted - log(sum(exp(shifted), {axis}, true));
 }
