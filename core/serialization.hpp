@@ -1,0 +1,121 @@
+// Checkpoints of parameter trees: Flax's msgpack (flax.serialization) and JSON state dicts.
+//
+//   std::vector<uint8_t> b = to_bytes(variables);          // == flax.serialization.to_bytes
+//   Tree any = from_bytes(b);                              // msgpack_restore: the file's tree
+//   Tree v = from_bytes(target, b);                        // restore, validated against target
+//   std::string j = to_json(variables);                    // {"params": {"kernel": [[0.5, ...
+//   Tree w = from_json(target, j, {.allow_extra = true});  // ignore keys the target lacks
+//   save("ckpt/model.msgpack", variables);                 // atomic; format by extension
+//   Tree r = load("ckpt/model.json", target);
+//
+// msgpack (byte-compatible with flax.serialization.to_bytes / msgpack_restore):
+// - dicts are maps in insertion order; keys are str (fixstr, str8, ...).
+// - an array is ExtType 1 whose payload is msgpack (shape as an array of uints, dtype name str,
+//   C-order native little-endian bytes as bin): `c7 21 01 93 91 05 a7 "float32" c4 14 <20 B>`.
+//   Scalars (shape ()) are arrays too (a jax.Array scalar); ExtType 3 (numpy scalar) is read.
+// - an array larger than max_chunk_size bytes (Flax's MAX_CHUNK_SIZE = 2^30) is written as
+//   {'__msgpack_chunked_array__': True, 'shape': {'0': d0, ...}, 'chunks': {'0': flat, ...}}
+//   with chunks of max_chunk_size / itemsize elements, and read back into one array.
+// - reading also accepts plain msgpack bool / int / float values (Python scalars in a state
+//   dict) as scalar leaves: bool, int32 (uint32 above INT32_MAX), float32.
+// - dtypes: float32, int32, uint32, bool. Other dtypes (float64, bfloat16, ...) are an error.
+//
+// JSON (what Python's json.dumps(jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), v))
+// writes, so `jax.tree_util.tree_map(jnp.asarray, json.load(f))` restores it in Flax):
+// - dicts are objects ({"a": 1, "b": 2}: Python's ", " and ": " separators, one line); a leaf is
+//   a nested list of numbers, a scalar a plain number. Keys are escaped like Python's
+//   ensure_ascii (non-ASCII as \uXXXX). Key order is insertion order; JsonOptions::sort_keys
+//   gives the exact bytes of the Python idiom above (tree_map rebuilds dicts sorted).
+// - float32 values are printed as Python prints the float64 they widen to (repr: shortest
+//   round-trip digits, "1.0", "1e-05", "3.4028234663852886e+38"), so they round-trip bit-exactly
+//   (-0.0, denormals, max/min included). NaN / Infinity / -Infinity are written as Python does
+//   (not strict JSON; JsonOptions{.allow_nan = false} throws instead). NaN payloads are not kept.
+// - int32 / uint32 as integers, bool as true/false.
+// - reading without a target infers dtypes per leaf: true/false -> bool; any number with '.',
+//   'e', NaN or Infinity -> float32 (numbers are parsed as float64 and rounded, as numpy does);
+//   otherwise int32, or uint32 if a value exceeds INT32_MAX. Empty lists give a 0 dimension
+//   ([] -> (0,), [[], []] -> (2, 0)).
+// - reading with a target uses the target's dtypes: integer numbers are accepted for a float32
+//   leaf; floats for an int leaf, numbers for a bool leaf (or the reverse) are a dtype mismatch.
+//   An empty list matches a target shape with a 0 dimension, e.g. [] for (0, 3).
+//
+// Restoring against a target (from_bytes / from_json / load with a target, from_state_dict) is
+// strict: a key missing from the file, a key the target lacks (unless allow_extra), an array
+// where the target has a dict (or the reverse), or a shape or dtype mismatch throws
+// SerializationError naming the '/'-path and both sides:
+//   "restore: params/Dense_0/kernel: shape (4,3) in file, (3,3) in target"
+// The result has the target's key order. Malformed input throws SerializationError too
+// ("from_bytes: params/kernel: ...", "from_json: line 3, column 7: ...").
+//
+// save() is atomic: it writes a temporary file in the same directory, fsyncs it, renames it over
+// `path` and fsyncs the directory. On any failure (missing directory, disk full, a serialization
+// error midway) it throws SerializationError naming the path, removes the temporary file and
+// leaves an existing file at `path` untouched.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tree.hpp"
+
+namespace flaxpp {
+
+class SerializationError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// flax.serialization.MAX_CHUNK_SIZE: arrays above this many bytes are chunked.
+inline constexpr size_t kMaxChunkSize = size_t{1} << 30;
+
+struct RestoreOptions {
+  bool allow_extra = false;  // ignore file keys the target does not have
+};
+
+struct JsonOptions {
+  bool sort_keys = false;  // Python's json.dumps(..., sort_keys=True) / JAX's tree_map order
+  bool allow_nan = true;   // write NaN / Infinity like Python; false: throw naming the path
+};
+
+// ---- msgpack -------------------------------------------------------------------------------
+std::vector<uint8_t> to_bytes(const Tree& tree, size_t max_chunk_size = kMaxChunkSize);
+Tree from_bytes(std::span<const uint8_t> bytes);
+Tree from_bytes(const Tree& target, std::span<const uint8_t> bytes,
+                const RestoreOptions& opts = {});
+
+// ---- JSON ----------------------------------------------------------------------------------
+std::string to_json(const Tree& tree, const JsonOptions& opts = {});
+Tree from_json(std::string_view text);
+Tree from_json(const Tree& target, std::string_view text, const RestoreOptions& opts = {});
+
+// flax.serialization.from_state_dict, strict (see above): `state` with `target`'s structure,
+// key order and validation.
+Tree from_state_dict(const Tree& target, const Tree& state, const RestoreOptions& opts = {});
+
+// ---- files ---------------------------------------------------------------------------------
+enum class Format { json, msgpack };
+// ".json" -> json, ".msgpack" -> msgpack; anything else throws SerializationError.
+Format format_of(const std::filesystem::path& path);
+
+struct SaveOptions {
+  JsonOptions json{};
+  size_t max_chunk_size = kMaxChunkSize;
+};
+void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions& opts = {});
+Tree load(const std::filesystem::path& path);
+Tree load(const std::filesystem::path& path, const Tree& target, const RestoreOptions& opts = {});
+
+// Streaming writers used by save() and to_json() / to_bytes(): `sink` receives the output in
+// pieces, in order.
+using ByteSink = std::function<void(const char* data, size_t size)>;
+void write_json(const Tree& tree, const ByteSink& sink, const JsonOptions& opts = {});
+void write_msgpack(const Tree& tree, const ByteSink& sink, size_t max_chunk_size = kMaxChunkSize);
+
+}  // namespace flaxpp
