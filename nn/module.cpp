@@ -3,6 +3,8 @@
 #include <cxxabi.h>
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
@@ -75,7 +77,27 @@ std::string describe(const Array& a) {
 
 std::string describe(const std::vector<Array>& v) {
   std::string r;
-  for (const auto& a : v) r += (r.empty() ? "" : "\n") + describe(a);
+  for (const auto& a : v) r += (r.empty() ? "" : "\n") + yaml_list_item(describe(a));
+  return r;
+}
+
+// Shortest round-trip digits, with Python's ".0" on integral values (repr(2.0) == "2.0").
+template <class F>
+std::string float_repr(F v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[64];
+  auto end = std::to_chars(buf, buf + sizeof buf, v).ptr;
+  std::string s(buf, end);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+std::string describe_float(double v) { return float_repr(v); }
+std::string describe_float(float v) { return float_repr(v); }
+
+std::string yaml_list_item(const std::string& s) {
+  std::string r = "- ";
+  for (char c : s) r += c == '\n' ? std::string("\n  ") : std::string(1, c);
   return r;
 }
 
@@ -93,27 +115,38 @@ std::string var_key(const std::string& collection, const Frame& f, const std::st
   return k + name;
 }
 
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n), r;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) r += ',';
-    r += s[i];
+// Python's f"{n:,}" on a run of digits: "1234567" -> "1,234,567".
+std::string group_thousands(const std::string& digits) {
+  std::string r;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) r += ',';
+    r += digits[i];
   }
   return r;
 }
 
-// Flax's _size_and_bytes repr: "1,234 (4.9 KB)", decimal units.
+std::string with_commas(int64_t n) { return group_thousands(std::to_string(n)); }
+
+// Flax's _bytes_repr: decimal units with strict thresholds (1000 bytes is "1,000 B", 1001 is
+// "1.0 KB") and ',' separators (f"{v:,.1f}": 999,999 bytes is "1,000.0 KB").
+std::string bytes_repr(int64_t bytes) {
+  auto one_decimal = [](double v, const char* unit) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.1f", v);
+    std::string s = b;
+    size_t dot = s.find('.');
+    return group_thousands(s.substr(0, dot)) + s.substr(dot) + " " + unit;
+  };
+  if (bytes > 1000000000) return one_decimal(bytes / 1e9, "GB");
+  if (bytes > 1000000) return one_decimal(bytes / 1e6, "MB");
+  if (bytes > 1000) return one_decimal(bytes / 1e3, "KB");
+  return with_commas(bytes) + " B";
+}
+
+// Flax's _size_and_bytes_repr: "1,234 (4.9 KB)"; empty when there is nothing to count.
 std::string size_and_bytes(int64_t count, int64_t bytes) {
-  char b[32];
-  if (bytes < 1000)
-    std::snprintf(b, sizeof b, "%lld B", static_cast<long long>(bytes));
-  else if (bytes < 1000000)
-    std::snprintf(b, sizeof b, "%.1f KB", bytes / 1e3);
-  else if (bytes < 1000000000)
-    std::snprintf(b, sizeof b, "%.1f MB", bytes / 1e6);
-  else
-    std::snprintf(b, sizeof b, "%.1f GB", bytes / 1e9);
-  return with_commas(count) + " (" + b + ")";
+  if (count == 0) return "";
+  return with_commas(count) + " (" + bytes_repr(bytes) + ")";
 }
 
 size_t display_width(const std::string& s) {

@@ -82,18 +82,34 @@ std::string type_name_of(const M& m) {
   else
     return demangle_type_name(typeid(M).name());
 }
-// Shape/dtype text for tabulate ("float32[16,9]"); empty for non-array values.
+// tabulate's text for a value, as Flax's summary renders it: "float32[16,9]" for an array,
+// Python's repr for a scalar (True, 3, 0.5), a YAML list for several values; empty otherwise.
 std::string describe(const Array& a);
+std::string describe_float(double v);
+std::string describe_float(float v);
 template <class T>
-std::string describe(const T&) {
-  return "";
+std::string describe(const T& v) {
+  if constexpr (std::is_same_v<T, bool>)
+    return v ? "True" : "False";
+  else if constexpr (std::is_integral_v<T>)
+    return std::to_string(v);
+  else if constexpr (std::is_floating_point_v<T>)
+    return describe_float(v);
+  else
+    return "";
 }
 std::string describe(const std::vector<Array>& v);
+std::string yaml_list_item(const std::string& s);  // "- " before line 1, "  " before the rest
+// A call's inputs: one argument as itself, several as a YAML list ("- float32[1,3]\n- True").
 template <class... A>
 std::string describe_all(const A&... args) {
-  std::string r;
-  ((r += (r.empty() ? "" : "\n") + describe(args)), ...);
-  return r;
+  if constexpr (sizeof...(A) == 1) {
+    return describe(args...);
+  } else {
+    std::string r;
+    ((r += (r.empty() ? "" : "\n") + yaml_list_item(describe(args))), ...);
+    return r;
+  }
 }
 bool is_tabulating(const Context* ctx);
 }  // namespace detail
