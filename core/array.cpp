@@ -11,19 +11,36 @@
 
 namespace flaxpp {
 
+// 64-byte alignment by hand over plain malloc: glibc's aligned_alloc (memalign) splits a larger
+// chunk and frees the rest, which cost about a quarter of a tiny op (and fragments the heap
+// into malloc_consolidate calls). The malloc'ed pointer is kept just below the aligned data.
 Buffer::Buffer(size_t bytes) : bytes_(bytes) {
-  // aligned_alloc needs a size that is a multiple of the alignment; never allocate 0 bytes.
-  size_t rounded = std::max<size_t>(64, (bytes + 63) / 64 * 64);
-  data_ = std::aligned_alloc(64, rounded);
-  if (!data_) throw std::bad_alloc();
+  void* raw = std::malloc(std::max<size_t>(bytes, 1) + 64 + sizeof(void*));
+  if (!raw) throw std::bad_alloc();
+  auto at = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + 63) & ~uintptr_t{63};
+  data_ = reinterpret_cast<void*>(at);
+  static_cast<void**>(data_)[-1] = raw;
 }
 
-Buffer::~Buffer() { std::free(data_); }
+Buffer::~Buffer() { std::free(static_cast<void**>(data_)[-1]); }
 
 Array::Array(Shape shape, DType dtype, std::shared_ptr<Buffer> buffer)
     : shape_(shape), dtype_(dtype), buffer_(std::move(buffer)) {}
 
-Array::Array() : Array(0.f) {}
+namespace {
+// The storage of every default-constructed Array (a float32 scalar 0): placeholders such as
+// Node::saved_output or unneeded cotangents are made per op, so they must not allocate.
+const std::shared_ptr<Buffer>& zero_scalar() {
+  static const std::shared_ptr<Buffer> zero = [] {
+    auto b = std::make_shared<Buffer>(sizeof(float));
+    *static_cast<float*>(b->data()) = 0.f;
+    return b;
+  }();
+  return zero;
+}
+}  // namespace
+
+Array::Array() : shape_(), dtype_(DType::float32), buffer_(zero_scalar()) {}
 
 Array::Array(float v) : Array(empty({}, DType::float32)) { mutable_data<float>()[0] = v; }
 
@@ -83,6 +100,8 @@ void Array::check_dtype(DType want, const char* what) const {
   if (want != dtype_)
     throw std::invalid_argument(std::string("Array::") + what + ": array has dtype " +
                                 dtype_name(dtype_) + ", not " + dtype_name(want));
+  if (what[0] == 'm' && buffer_ == zero_scalar())  // "mutable_data"
+    throw std::logic_error("Array::mutable_data: a default-constructed Array is shared and read-only");
 }
 
 std::vector<double> Array::to_double() const {

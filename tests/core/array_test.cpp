@@ -80,8 +80,14 @@ TEST_CASE("copies are O(1) and share the immutable buffer; reshape shares it too
   Array c = x.copy();
   CHECK(!c.shares_buffer_with(x));
   CHECK(c.to_float() == x.to_float());
-  // Buffers are 64-byte aligned (SIMD loads, BLAS).
-  CHECK(reinterpret_cast<uintptr_t>(x.raw()) % 64 == 0);
+  // Buffers are 64-byte aligned (SIMD loads, BLAS), whatever their size.
+  for (int64_t n : {0, 1, 3, 17, 1000, 100000})
+    CHECK(reinterpret_cast<uintptr_t>(Array::empty({n}, DType::float32).raw()) % 64 == 0);
+  // Default-constructed arrays (placeholders) share one read-only zero and allocate nothing.
+  Array d1, d2;
+  CHECK(d1.shares_buffer_with(d2));
+  CHECK(d1.item<float>() == 0.f);
+  CHECK_THROWS_AS(d1.mutable_data<float>(), std::logic_error);
 }
 
 TEST_CASE("item() converts the single element; other sizes are an error") {
