@@ -31,8 +31,9 @@ Array convert(const Array& a) {
   if (a.dtype() == dtype_of<To>::value) return a;
   Array out = Array::empty(a.shape(), dtype_of<To>::value);
   To* o = out.mutable_data<To>();
+  const int64_t n = a.size();  // hoisted: size() is an out-of-line product over the shape
   auto run = [&](const auto* p) {
-    for (int64_t i = 0; i < a.size(); ++i) o[i] = static_cast<To>(p[i]);
+    for (int64_t i = 0; i < n; ++i) o[i] = static_cast<To>(p[i]);
   };
   switch (a.dtype()) {
     case DType::float32: run(a.data<float>()); break;
@@ -51,7 +52,8 @@ Array convert_to(const Array& a, DType d) {
     case DType::bool_: {
       Array out = Array::empty(a.shape(), DType::bool_);
       auto v = a.to_double();
-      for (int64_t i = 0; i < a.size(); ++i) out.mutable_data<uint8_t>()[i] = v[i] != 0;
+      uint8_t* o = out.mutable_data<uint8_t>();
+      for (size_t i = 0; i < v.size(); ++i) o[i] = v[i] != 0;
       return out;
     }
   }
@@ -113,7 +115,8 @@ Array unary_float(const Array& a0, Op op) {
   Array out = Array::empty(a.shape(), DType::float32);
   const float* p = a.data<float>();
   float* o = out.mutable_data<float>();
-  for (int64_t i = 0; i < a.size(); ++i) o[i] = op(p[i]);
+  const int64_t n = a.size();
+  for (int64_t i = 0; i < n; ++i) o[i] = op(p[i]);
   return out;
 }
 
@@ -329,7 +332,9 @@ Array jnp::greater_equal(const Array& a, const Array& b) { return compare(a, b, 
 Array jnp::logical_not(const Array& a) {
   Array b = convert_to(a, DType::bool_);
   Array out = Array::empty(b.shape(), DType::bool_);
-  for (int64_t i = 0; i < b.size(); ++i) out.mutable_data<uint8_t>()[i] = !b.data<uint8_t>()[i];
+  const uint8_t* p = b.data<uint8_t>();
+  uint8_t* o = out.mutable_data<uint8_t>();
+  for (int64_t i = 0, n = b.size(); i < n; ++i) o[i] = !p[i];
   return out;
 }
 
