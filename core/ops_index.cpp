@@ -460,7 +460,7 @@ Array jnp::triu(const Array& a, int64_t k) { return tri(a, k, false); }
 Array jnp::arange(int64_t stop) {
   Array out = Array::empty({std::max<int64_t>(stop, 0)}, DType::int32);
   int32_t* o = out.mutable_data<int32_t>();
-  for (int64_t i = 0; i < out.size(); ++i) o[i] = static_cast<int32_t>(i);
+  for (int64_t i = 0, n = out.size(); i < n; ++i) o[i] = static_cast<int32_t>(i);
   return out;
 }
 

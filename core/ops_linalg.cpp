@@ -1,6 +1,8 @@
 // matmul (batched, NumPy semantics) on OpenBLAS sgemm, and dot/vdot built on it.
 #include <cblas.h>
 
+#include <algorithm>
+
 #include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
@@ -62,6 +64,29 @@ Array matmul_nd(const Array& a, const Array& b) {
   return out;
 }
 
+// op(a) @ op(b) for 2-D float32 operands, op = transpose where the flag is set: BLAS reads the
+// operand transposed, so gradients need no transposed copies. Its rule uses itself, so
+// grad-of-grad works: for C = op(A) op(B),
+//   dA = G op(B)^T (or op(B) G^T when A is read transposed),
+//   dB = op(A)^T G (or G^T op(A) when B is read transposed).
+Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
+  int64_t m = a.shape()[ta ? 1 : 0], k = a.shape()[ta ? 0 : 1], n = b.shape()[tb ? 0 : 1];
+  Array out = Array::empty({m, n}, DType::float32);
+  float* po = out.mutable_data<float>();
+  if (k == 0)
+    std::fill_n(po, m * n, 0.f);
+  else if (m && n)
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.f,
+                a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1], 0.f, po, n);
+  if (!needs_grad(a, b)) return out;
+  return record("matmul", out, {&a, &b}, [a, b, ta, tb](const Array& g, const Array&, const Need& need) {
+    Grads r(2);
+    if (need[0]) r[0] = ta ? mm2d(b, g, tb, true) : mm2d(g, b, false, !tb);
+    if (need[1]) r[1] = tb ? mm2d(g, a, true, ta) : mm2d(a, g, !ta, false);
+    return r;
+  });
+}
+
 }  // namespace
 
 Array jnp::matmul(const Array& a, const Array& b) {
@@ -82,10 +107,25 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (a.ndim() == 1) s.erase(s.size() - 1 - (b.ndim() == 1 ? 0 : 1));
     return reshape(r, s);
   }
+  if (a.ndim() == 2 && b.ndim() == 2) {
+    if (a.shape()[1] != b.shape()[0])
+      throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) + " @ " + to_string(b.shape()));
+    return mm2d(a, b, false, false);
+  }
   Array out = matmul_nd(a, b);
   if (!needs_grad(a, b)) return out;
   return record("matmul", out, {&a, &b}, [a, b](const Array& g, const Array&, const Need& need) {
     Grads r(2);
+    if (b.ndim() == 2) {
+      // A batch of rows times one matrix (a Dense layer): fold the batch into the rows, so each
+      // cotangent is one sgemm instead of a batch of products summed afterwards.
+      int64_t k = b.shape()[0], n = b.shape()[1], rows = 1;
+      for (size_t d = 0; d + 1 < a.ndim(); ++d) rows *= a.shape()[d];
+      Array a2 = reshape(a, {rows, k}), g2 = reshape(g, {rows, n});
+      if (need[0]) r[0] = reshape(mm2d(g2, b, false, true), a.shape());
+      if (need[1]) r[1] = mm2d(a2, g2, true, false);
+      return r;
+    }
     if (need[0]) r[0] = autodiff::unbroadcast(matmul(g, swapaxes(b, -1, -2)), a.shape());
     if (need[1]) r[1] = autodiff::unbroadcast(matmul(swapaxes(a, -1, -2), g), b.shape());
     return r;

@@ -313,7 +313,7 @@ TEST_CASE("second derivatives: grad of grad matches finite differences of grad")
   // G(x) = <grad L(x), v> with L = sum(tanh(f(x)) * w): tanh makes even linear primitives'
   // transposes (pad, scatter-add, ...) run on traced values in the second backward pass.
   std::set<std::string> chosen = {"exp", "log", "tanh", "sqrt", "rsqrt", "erf", "divide", "power", "multiply",
-                                  "maximum broadcast", "matmul batched", "matmul vector @ matrix", "sum axis 1",
+                                  "maximum broadcast", "matmul", "matmul batched", "matmul batch @ matrix", "matmul vector @ matrix", "sum axis 1",
                                   "max axis 1", "var axis 0", "logsumexp axis 1", "broadcast_to", "transpose",
                                   "concatenate axis 0", "split", "slice multi-axis", "index", "take",
                                   "take_along_axis broadcast", "tril", "softmax", "log_softmax", "where broadcast"};
