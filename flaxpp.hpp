@@ -1,6 +1,16 @@
 // flaxpp: Flax (flax.linen) and the JAX core it needs, in C++20. One include for everything:
 //   #include <flaxpp/flaxpp.hpp>
+// (flaxpp::mpi, the optional MPI component, is separate: <flaxpp/core/mpi/collectives.hpp>.)
 #pragma once
 #include "core/array.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
+#include "core/parallel.hpp"
+#include "core/random.hpp"
+#include "core/serialization.hpp"
+#include "core/tree.hpp"
+#include "models/gmlp.hpp"
+#include "nn/losses.hpp"
+#include "nn/nn.hpp"
+#include "nn/optim.hpp"
+#include "nn/train_state.hpp"
