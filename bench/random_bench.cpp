@@ -22,9 +22,9 @@ void run(benchmark::State& state, Draw draw) {
     flaxpp::Array a = draw(key, n);
     benchmark::DoNotOptimize(a.raw());
   }
-  rnd::set_num_threads(0);
   state.SetItemsProcessed(state.iterations() * n);
   state.counters["threads"] = rnd::num_threads();
+  rnd::set_num_threads(0);
 }
 
 void BM_Bits(benchmark::State& s) {
