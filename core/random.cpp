@@ -167,12 +167,14 @@ float scalar_via(float x, void (*kernel)(float*, int64_t)) {
 // float32 results of double evaluation (XLA:CPU's own approximations are within ~1 ulp).
 float log_f32(float x) { return static_cast<float>(std::log(static_cast<double>(x))); }
 
-// A float32 draw: kernel(words, out, padded_count) turns a piece of random words into floats.
+// A float32 draw: kernel(words, out, n) turns n (a multiple of kWordPad) random words into
+// floats at `out`, which may be the (unaligned) output array itself.
 template <class Kernel>
 Array draw_f32(Key key, const Shape& shape, Kernel kernel) {
   Array out = Array::empty(shape, DType::float32);
   float* dst = out.mutable_data<float>();
   random_words(key, out.size(), bits_mode(), [&](uint32_t* w, int64_t count, int64_t offset) {
+    if (count == padded(count)) return kernel(w, dst + offset, count);  // whole batches: direct
     alignas(64) float f[kBuf];
     kernel(w, f, padded(count));
     std::memcpy(dst + offset, f, count * sizeof(float));
@@ -297,7 +299,7 @@ Array normal(Key key, const Shape& shape) {
     uniform_kernel(w, f, n, kNormalLo, 1.f);
     erf_inv_kernel(f, n);
     for (int64_t i = 0; i < n; i += F32::size)
-      (F32(kSqrt2) * F32::load_aligned(f + i)).store_aligned(f + i);
+      (F32(kSqrt2) * F32::load_unaligned(f + i)).store_unaligned(f + i);
   });
 }
 
@@ -312,7 +314,7 @@ Array truncated_normal(Key key, float lower, float upper, const Shape& shape) {
     erf_inv_kernel(f, n);
     const F32 s(kSqrt2), vlo(lo), vhi(hi);
     for (int64_t i = 0; i < n; i += F32::size)
-      xsimd::min(vhi, xsimd::max(vlo, s * F32::load_aligned(f + i))).store_aligned(f + i);
+      xsimd::min(vhi, xsimd::max(vlo, s * F32::load_unaligned(f + i))).store_unaligned(f + i);
   });
 }
 

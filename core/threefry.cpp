@@ -17,7 +17,7 @@ constexpr int64_t kLanes = static_cast<int64_t>(U32::size);
 static_assert(kWordPad % kLanes == 0, "kWordPad must cover whole batches");
 constexpr int64_t kPiece = kWordPiece;  // words per sink call: stays in L1 with its outputs
 constexpr int64_t kParallelMin = int64_t{1} << 16;  // draws above this many words use threads
-constexpr int64_t kMinChunk = int64_t{1} << 15;     // never give a thread less than this
+constexpr int64_t kBlock = 64 * kPiece;  // items a thread takes at a time (128K: 512 KB out)
 
 alignas(64) constexpr uint32_t kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 static_assert(kLanes <= 16);
@@ -55,22 +55,25 @@ std::atomic<int> g_mode{static_cast<int>(BitsMode::partitionable)};
 thread_local int t_mode_override = -1;
 std::atomic<int> g_threads{0};
 
-// Runs fn(begin, end) over [0, items) in `chunks` contiguous pieces, the last on this thread.
-void run_chunked(int64_t items, int chunks, const std::function<void(int64_t, int64_t)>& fn) {
-  if (chunks <= 1) return fn(0, items);
-  // Chunk edges on kPiece multiples, so each thread works on whole pieces.
-  int64_t per = (items + chunks - 1) / chunks;
-  per = (per + kPiece - 1) / kPiece * kPiece;
+// Runs fn(begin, end) over [0, items) on `threads` threads (this one included). Threads take
+// contiguous blocks of kBlock items from a shared counter, so a thread slowed down by other load
+// does not hold up the rest; which thread hashes a block never changes its values.
+void run_chunked(int64_t items, int threads, const std::function<void(int64_t, int64_t)>& fn) {
+  if (threads <= 1) return fn(0, items);
+  std::atomic<int64_t> next{0};
+  auto work = [&] {
+    for (int64_t b; (b = next.fetch_add(kBlock)) < items;) fn(b, std::min(items, b + kBlock));
+  };
   std::vector<std::thread> workers;
-  int64_t begin = 0;
-  for (; begin + per < items; begin += per) workers.emplace_back(fn, begin, begin + per);
-  fn(begin, items);
+  for (int t = 1; t < threads; ++t) workers.emplace_back(work);
+  work();
   for (auto& w : workers) w.join();
 }
 
-int chunks_for(int64_t words, int64_t items) {
+// Threads for a draw of `words` words made of `items` work items (words or legacy pairs).
+int threads_for(int64_t words, int64_t items) {
   if (words <= kParallelMin) return 1;
-  return static_cast<int>(std::clamp<int64_t>(items / kMinChunk, 1, num_threads()));
+  return static_cast<int>(std::clamp<int64_t>((items + kBlock - 1) / kBlock, 1, num_threads()));
 }
 
 void zero_pad(uint32_t* buf, int64_t count) {
@@ -188,7 +191,7 @@ void random_words(Key key, int64_t n, BitsMode mode, const WordSink& sink) {
   if (n < 0) throw std::invalid_argument("random_words: negative size " + std::to_string(n));
   if (n == 0) return;
   if (mode == BitsMode::partitionable) {
-    run_chunked(n, chunks_for(n, n), [&](int64_t begin, int64_t end) {
+    run_chunked(n, threads_for(n, n), [&](int64_t begin, int64_t end) {
       alignas(64) uint32_t buf[kPiece + kWordPad];
       for (int64_t o = begin; o < end; o += kPiece) {
         int64_t c = std::min(kPiece, end - o);
@@ -205,7 +208,7 @@ void random_words(Key key, int64_t n, BitsMode mode, const WordSink& sink) {
         "words per draw, got " +
         std::to_string(n));
   const int64_t h = (n + 1) / 2;
-  run_chunked(h, chunks_for(n, h), [&](int64_t begin, int64_t end) {
+  run_chunked(h, threads_for(n, h), [&](int64_t begin, int64_t end) {
     alignas(64) uint32_t y0s[kPiece + kWordPad], y1s[kPiece + kWordPad];
     for (int64_t p = begin; p < end; p += kPiece) {
       int64_t c = std::min(kPiece, end - p);

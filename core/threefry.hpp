@@ -16,9 +16,9 @@
 // fold_in, seeds and the block function do not. The mode is process-wide (set_bits_mode), with a
 // per-thread override (ScopedBitsMode), like JAX's config flag and its context manager.
 //
-// Threads. Draws of more than 2^16 words are cut into contiguous chunks hashed on up to
-// num_threads() threads. Every word is a pure function of (key, index, n), so the result never
-// depends on the thread count.
+// Threads. Draws of more than 2^16 words are cut into contiguous blocks of 128K words that up to
+// num_threads() threads take in turn. Every word is a pure function of (key, index, n), so the
+// result never depends on the thread count or the schedule.
 #pragma once
 
 #include <array>
