@@ -202,7 +202,8 @@ std::vector<int64_t> shown_offsets(const Shape& shape, bool summarise) {
     std::vector<int64_t> idx;
     int64_t n = shape[d];
     for (int64_t i = 0; i < n; ++i)
-      if (!summarise || n <= 2 * kEdgeItems || i < kEdgeItems || i >= n - kEdgeItems) idx.push_back(i);
+      if (!summarise || n <= 2 * kEdgeItems || i < kEdgeItems || i >= n - kEdgeItems)
+        idx.push_back(i);
     std::vector<int64_t> next;
     for (int64_t o : offs)
       for (int64_t i : idx) next.push_back(o + i * st[d]);
@@ -273,7 +274,8 @@ struct Formatter {
   }
 
   static std::string integer(const Array& a, int64_t o) {
-    return a.dtype() == DType::int32 ? std::to_string(a.data<int32_t>()[o]) : std::to_string(a.data<uint32_t>()[o]);
+    return a.dtype() == DType::int32 ? std::to_string(a.data<int32_t>()[o])
+                                     : std::to_string(a.data<uint32_t>()[o]);
   }
 
   std::string operator()(const Array& a, int64_t o) const {
@@ -289,7 +291,9 @@ struct Formatter {
     float v = a.data<float>()[o];
     if (!std::isfinite(v)) {
       std::string s = std::isnan(v) ? "nan" : v < 0 ? "-inf" : "inf";
-      return std::string(pad_left + pad_right + 1 - std::min(pad_left + pad_right + 1, s.size()), ' ') + s;
+      return std::string(pad_left + pad_right + 1 - std::min(pad_left + pad_right + 1, s.size()),
+                         ' ') +
+             s;
     }
     std::string s;
     size_t dot;
@@ -328,7 +332,9 @@ struct Printer {
     int64_t n = a.shape()[axis];
     bool show_summary = summarise && 2 * kEdgeItems < n;
     int64_t leading = show_summary ? kEdgeItems : 0, trailing = show_summary ? kEdgeItems : n;
-    auto item = [&](int64_t i) { return rec(axis + 1, offset + i * strides[axis], next_hanging, next_width); };
+    auto item = [&](int64_t i) {
+      return rec(axis + 1, offset + i * strides[axis], next_hanging, next_width);
+    };
     std::string s;
     if (axes_left == 1) {
       size_t elem_width = width - std::max<size_t>(rstrip(separator).size(), 1);
@@ -358,7 +364,8 @@ struct Printer {
 };
 
 // np.array2string(a, separator=sep, prefix=prefix, suffix=suffix) for a non-empty array.
-std::string array2string(const Array& a, const std::string& sep, size_t prefix_len, size_t suffix_len) {
+std::string array2string(const Array& a, const std::string& sep, size_t prefix_len,
+                         size_t suffix_len) {
   bool summarise = a.size() > kThreshold;
   Formatter fmt(a, shown_offsets(a.shape(), summarise));
   Printer p{a, fmt, strides_of(a.shape()), sep, summarise};
@@ -377,10 +384,12 @@ std::string python_tuple(const Shape& s) {
 std::string Array::repr() const {
   const std::string prefix = "Array(";
   std::string dtype_str = std::string("dtype=") + dtype_name(dtype_) + ")";
-  std::string s = size() == 0 ? "[], shape=" + python_tuple(shape_) : array2string(*this, ", ", prefix.size(), 1);
+  std::string s = size() == 0 ? "[], shape=" + python_tuple(shape_)
+                              : array2string(*this, ", ", prefix.size(), 1);
   size_t nl = s.rfind('\n');
   size_t last_line_len = nl == std::string::npos ? s.size() + 2 : s.size() - nl + 1;  // sic, as JAX
-  std::string sep = last_line_len + dtype_str.size() + 1 > kLineWidth ? std::string(prefix.size(), ' ') : " ";
+  std::string sep =
+      last_line_len + dtype_str.size() + 1 > kLineWidth ? std::string(prefix.size(), ' ') : " ";
   return prefix + s + "," + sep + dtype_str;
 }
 

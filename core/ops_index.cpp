@@ -54,7 +54,8 @@ Window full_window(const Shape& s) {
 
 // Python's slice.indices() for step > 0: clamps start/stop into [0, n] and returns the count.
 int64_t python_slice(int64_t n, int64_t& start, int64_t stop, int64_t step, const char* op) {
-  if (step <= 0) throw std::invalid_argument(std::string(op) + ": step must be positive, got " + str(step));
+  if (step <= 0)
+    throw std::invalid_argument(std::string(op) + ": step must be positive, got " + str(step));
   auto clamp = [n](int64_t i) { return i < 0 ? std::max<int64_t>(i + n, 0) : std::min(i, n); };
   start = clamp(start);
   stop = clamp(stop);
@@ -70,9 +71,10 @@ void walk_window(const Window& w, Fn fn) {
     base += w.start[d] * st[d];
     wst[d] = st[d] * w.step[d];
   }
-  kernels::for_each_broadcast(w.out_shape, wst, wst, [&](int64_t o, int64_t so, int64_t, int64_t n, int64_t ss, int64_t) {
-    fn(o, base + so, n, ss);
-  });
+  kernels::for_each_broadcast(w.out_shape, wst, wst,
+                              [&](int64_t o, int64_t so, int64_t, int64_t n, int64_t ss, int64_t) {
+                                fn(o, base + so, n, ss);
+                              });
 }
 
 Array pad_window(const Array& g, const Window& w);
@@ -87,7 +89,8 @@ Array slice_window(const Array& a, const Window& w) {
     gather_run(dst + o * isz, src + so * isz, n, ss, isz);
   });
   if (!needs_grad(a)) return out;
-  return record("slice", out, {&a}, [w](const Array& g, const Array&, const Need&) { return Grads{pad_window(g, w)}; });
+  return record("slice", out, {&a},
+                [w](const Array& g, const Array&, const Need&) { return Grads{pad_window(g, w)}; });
 }
 
 // The transpose of slice_window: zeros of the input shape with g written into the window.
@@ -100,14 +103,17 @@ Array pad_window(const Array& g, const Window& w) {
     for (int64_t i = 0; i < n; ++i) dst[so + i * ss] = src[o + i];
   });
   if (!needs_grad(g)) return out;
-  return record("pad", out, {&g}, [w](const Array& gg, const Array&, const Need&) { return Grads{slice_window(gg, w)}; });
+  return record("pad", out, {&g}, [w](const Array& gg, const Array&, const Need&) {
+    return Grads{slice_window(gg, w)};
+  });
 }
 
 // ---- gathers: take, take_along_axis, and their scatter-add transposes --------------------------
 
 const int32_t* int_indices(const Array& indices, const char* op) {
   if (indices.dtype() != DType::int32)
-    throw std::invalid_argument(std::string(op) + ": indices must be int32, got " + dtype_name(indices.dtype()));
+    throw std::invalid_argument(std::string(op) + ": indices must be int32, got " +
+                                dtype_name(indices.dtype()));
   return indices.data<int32_t>();
 }
 
@@ -117,14 +123,16 @@ Array checked_indices(const Array& indices, int64_t n, size_t axis, const char* 
   bool has_negative = false;
   for (int64_t i = 0; i < indices.size(); ++i) {
     if (p[i] < -n || p[i] >= n)
-      throw std::invalid_argument(std::string(op) + ": index " + str(p[i]) + " is out of bounds for axis " +
-                                  str(static_cast<int64_t>(axis)) + " with size " + str(n));
+      throw std::invalid_argument(std::string(op) + ": index " + str(p[i]) +
+                                  " is out of bounds for axis " + str(static_cast<int64_t>(axis)) +
+                                  " with size " + str(n));
     has_negative = has_negative || p[i] < 0;
   }
   if (!has_negative) return indices.detached();
   Array out = Array::empty(indices.shape(), DType::int32);
   int32_t* o = out.mutable_data<int32_t>();
-  for (int64_t i = 0; i < indices.size(); ++i) o[i] = p[i] < 0 ? static_cast<int32_t>(p[i] + n) : p[i];
+  for (int64_t i = 0; i < indices.size(); ++i)
+    o[i] = p[i] < 0 ? static_cast<int32_t>(p[i] + n) : p[i];
   return out;
 }
 
@@ -173,11 +181,13 @@ Array take_checked(const Array& a, const Array& idx, size_t ax) {
   const int32_t* pi = idx.data<int32_t>();
   int64_t m = idx.size();
   for (int64_t i = 0; i < r.outer; ++i)
-    for (int64_t j = 0; j < m; ++j) std::memcpy(dst + (i * m + j) * row, src + (i * r.n + pi[j]) * row, row);
+    for (int64_t j = 0; j < m; ++j)
+      std::memcpy(dst + (i * m + j) * row, src + (i * r.n + pi[j]) * row, row);
   if (!needs_grad(a)) return out;
-  return record("take", out, {&a}, [idx, ax, in = a.shape()](const Array& g, const Array&, const Need&) {
-    return Grads{take_scatter(g, idx, ax, in)};
-  });
+  return record("take", out, {&a},
+                [idx, ax, in = a.shape()](const Array& g, const Array&, const Need&) {
+                  return Grads{take_scatter(g, idx, ax, in)};
+                });
 }
 
 // take_along_axis geometry: the output shape and broadcast strides of a and of the indices.
@@ -190,8 +200,9 @@ struct Along {
     for (size_t d = 0; d < sa.size(); ++d) {
       int64_t n = d == ax ? si[d] : (sa[d] == 1 ? si[d] : sa[d]);
       if (d != ax && sa[d] != si[d] && sa[d] != 1 && si[d] != 1)
-        throw std::invalid_argument("take_along_axis: array shape " + to_string(sa) + " and indices shape " +
-                                    to_string(si) + " cannot be broadcast together outside axis " +
+        throw std::invalid_argument("take_along_axis: array shape " + to_string(sa) +
+                                    " and indices shape " + to_string(si) +
+                                    " cannot be broadcast together outside axis " +
                                     str(static_cast<int64_t>(ax)));
       out_shape.push_back(n);
       a_strides.push_back(d == ax || sa[d] == 1 ? 0 : st[d]);
@@ -208,14 +219,17 @@ Array take_along_scatter(const Array& g, const Array& idx, size_t ax, const Shap
   float* o = out.mutable_data<float>();
   const float* pg = g.data<float>();
   const int32_t* pi = idx.data<int32_t>();
-  kernels::for_each_broadcast(geo.out_shape, geo.a_strides, geo.i_strides,
-                              [&](int64_t oi, int64_t ao, int64_t io, int64_t n, int64_t as, int64_t is) {
-                                for (int64_t k = 0; k < n; ++k) o[ao + k * as + pi[io + k * is] * geo.axis_stride] += pg[oi + k];
-                              });
+  kernels::for_each_broadcast(
+      geo.out_shape, geo.a_strides, geo.i_strides,
+      [&](int64_t oi, int64_t ao, int64_t io, int64_t n, int64_t as, int64_t is) {
+        for (int64_t k = 0; k < n; ++k)
+          o[ao + k * as + pi[io + k * is] * geo.axis_stride] += pg[oi + k];
+      });
   if (!needs_grad(g)) return out;
-  return record("take_along_axis_scatter", out, {&g}, [idx, ax](const Array& gg, const Array&, const Need&) {
-    return Grads{take_along_checked(gg, idx, ax)};
-  });
+  return record("take_along_axis_scatter", out, {&g},
+                [idx, ax](const Array& gg, const Array&, const Need&) {
+                  return Grads{take_along_checked(gg, idx, ax)};
+                });
 }
 
 Array take_along_checked(const Array& a, const Array& idx, size_t ax) {
@@ -225,15 +239,18 @@ Array take_along_checked(const Array& a, const Array& idx, size_t ax) {
   const char* src = static_cast<const char*>(a.raw());
   char* dst = static_cast<char*>(out.mutable_raw());
   const int32_t* pi = idx.data<int32_t>();
-  kernels::for_each_broadcast(geo.out_shape, geo.a_strides, geo.i_strides,
-                              [&](int64_t oi, int64_t ao, int64_t io, int64_t n, int64_t as, int64_t is) {
-                                for (int64_t k = 0; k < n; ++k)
-                                  std::memcpy(dst + (oi + k) * isz, src + (ao + k * as + pi[io + k * is] * geo.axis_stride) * isz, isz);
-                              });
+  kernels::for_each_broadcast(
+      geo.out_shape, geo.a_strides, geo.i_strides,
+      [&](int64_t oi, int64_t ao, int64_t io, int64_t n, int64_t as, int64_t is) {
+        for (int64_t k = 0; k < n; ++k)
+          std::memcpy(dst + (oi + k) * isz,
+                      src + (ao + k * as + pi[io + k * is] * geo.axis_stride) * isz, isz);
+      });
   if (!needs_grad(a)) return out;
-  return record("take_along_axis", out, {&a}, [idx, ax, in = a.shape()](const Array& g, const Array&, const Need&) {
-    return Grads{take_along_scatter(g, idx, ax, in)};
-  });
+  return record("take_along_axis", out, {&a},
+                [idx, ax, in = a.shape()](const Array& g, const Array&, const Need&) {
+                  return Grads{take_along_scatter(g, idx, ax, in)};
+                });
 }
 
 DType promote(DType a, DType b) {
@@ -247,7 +264,8 @@ DType promote(DType a, DType b) {
 Array tri(const Array& a, int64_t k, bool lower) {
   const char* name = lower ? "tril" : "triu";
   if (a.ndim() < 2)
-    throw std::invalid_argument(std::string(name) + ": array must be at least 2-D, got shape " + to_string(a.shape()));
+    throw std::invalid_argument(std::string(name) + ": array must be at least 2-D, got shape " +
+                                to_string(a.shape()));
   int64_t rows = a.shape()[a.ndim() - 2], cols = a.shape().back();
   int64_t batch = rows * cols != 0 ? a.size() / (rows * cols) : 0;
   size_t isz = itemsize(a.dtype());
@@ -269,7 +287,9 @@ Array tri(const Array& a, int64_t k, bool lower) {
       }
     }
   if (!needs_grad(a)) return out;
-  return record(name, out, {&a}, [k, lower](const Array& g, const Array&, const Need&) { return Grads{tri(g, k, lower)}; });
+  return record(name, out, {&a}, [k, lower](const Array& g, const Array&, const Need&) {
+    return Grads{tri(g, k, lower)};
+  });
 }
 
 }  // namespace
@@ -278,9 +298,11 @@ Array tri(const Array& a, int64_t k, bool lower) {
 
 // Gradient: each input's cotangent is its slice of g along `axis`.
 Array jnp::concatenate(const std::vector<Array>& arrays, int64_t axis) {
-  if (arrays.empty()) throw std::invalid_argument("concatenate: need at least one array to concatenate");
+  if (arrays.empty())
+    throw std::invalid_argument("concatenate: need at least one array to concatenate");
   const Shape& s0 = arrays[0].shape();
-  if (s0.empty()) throw std::invalid_argument("concatenate: zero-dimensional arrays cannot be concatenated");
+  if (s0.empty())
+    throw std::invalid_argument("concatenate: zero-dimensional arrays cannot be concatenated");
   size_t ax = normalize_axis(axis, s0.size(), "concatenate");
   Shape out_shape = s0;
   out_shape[ax] = 0;
@@ -317,24 +339,27 @@ Array jnp::concatenate(const std::vector<Array>& arrays, int64_t axis) {
     inputs.push_back(&a);
     sizes.push_back(a.shape()[ax]);
   }
-  return record("concatenate", out, std::move(inputs), [sizes, ax](const Array& g, const Array&, const Need& need) {
-    Grads r(sizes.size());
-    int64_t start = 0;
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      if (need[i]) r[i] = slice(g, static_cast<int64_t>(ax), start, start + sizes[i]);
-      start += sizes[i];
-    }
-    return r;
-  });
+  return record("concatenate", out, std::move(inputs),
+                [sizes, ax](const Array& g, const Array&, const Need& need) {
+                  Grads r(sizes.size());
+                  int64_t start = 0;
+                  for (size_t i = 0; i < sizes.size(); ++i) {
+                    if (need[i]) r[i] = slice(g, static_cast<int64_t>(ax), start, start + sizes[i]);
+                    start += sizes[i];
+                  }
+                  return r;
+                });
 }
 
 std::vector<Array> jnp::split(const Array& a, int64_t sections, int64_t axis) {
-  if (sections <= 0) throw std::invalid_argument("split: number of sections must be positive, got " + str(sections));
+  if (sections <= 0)
+    throw std::invalid_argument("split: number of sections must be positive, got " + str(sections));
   size_t ax = normalize_axis(axis, a.ndim(), "split");
   int64_t n = a.shape()[ax];
   if (n % sections != 0)
-    throw std::invalid_argument("split: array of shape " + to_string(a.shape()) + " cannot be split into " +
-                                str(sections) + " equal sections along axis " + str(static_cast<int64_t>(ax)));
+    throw std::invalid_argument("split: array of shape " + to_string(a.shape()) +
+                                " cannot be split into " + str(sections) +
+                                " equal sections along axis " + str(static_cast<int64_t>(ax)));
   std::vector<int64_t> cuts;
   for (int64_t i = 1; i < sections; ++i) cuts.push_back(i * (n / sections));
   return split_at(a, cuts, static_cast<int64_t>(ax));
@@ -342,7 +367,8 @@ std::vector<Array> jnp::split(const Array& a, int64_t sections, int64_t axis) {
 
 // np.split(a, indices): the parts a[0:i0], a[i0:i1], ..., a[ik:]; each part is a slice, so its
 // gradient is the slice's (g padded with zeros), and the engine sums them.
-std::vector<Array> jnp::split_at(const Array& a, const std::vector<int64_t>& indices, int64_t axis) {
+std::vector<Array> jnp::split_at(const Array& a, const std::vector<int64_t>& indices,
+                                 int64_t axis) {
   size_t ax = normalize_axis(axis, a.ndim(), "split_at");
   int64_t n = a.shape()[ax];
   std::vector<Array> parts;
@@ -383,8 +409,9 @@ Array jnp::slice(const Array& a, int64_t axis, int64_t start, int64_t stop, int6
 
 Array jnp::slice(const Array& a, const std::vector<Slice>& slices) {
   if (slices.size() > a.ndim())
-    throw std::invalid_argument("slice: too many indices for array: array is " + str(static_cast<int64_t>(a.ndim())) +
-                                "-dimensional, but " + str(static_cast<int64_t>(slices.size())) + " were indexed");
+    throw std::invalid_argument("slice: too many indices for array: array is " +
+                                str(static_cast<int64_t>(a.ndim())) + "-dimensional, but " +
+                                str(static_cast<int64_t>(slices.size())) + " were indexed");
   Window w = full_window(a.shape());
   for (size_t d = 0; d < slices.size(); ++d) {
     int64_t start = slices[d].start, n = a.shape()[d];
@@ -397,10 +424,12 @@ Array jnp::slice(const Array& a, const std::vector<Slice>& slices) {
 
 Array jnp::index(const Array& a, int64_t i) {
   if (a.ndim() == 0)
-    throw std::invalid_argument("index: too many indices for array: array is 0-dimensional, but 1 were indexed");
+    throw std::invalid_argument(
+        "index: too many indices for array: array is 0-dimensional, but 1 were indexed");
   int64_t n = a.shape()[0];
   if (i < -n || i >= n)
-    throw std::invalid_argument("index: index " + str(i) + " is out of bounds for axis 0 with size " + str(n));
+    throw std::invalid_argument("index: index " + str(i) +
+                                " is out of bounds for axis 0 with size " + str(n));
   if (i < 0) i += n;
   Window w = full_window(a.shape());
   w.out_shape[0] = 1;
@@ -420,8 +449,9 @@ Array jnp::take(const Array& a, const Array& indices, int64_t axis) {
 Array jnp::take_along_axis(const Array& a, const Array& indices, int64_t axis) {
   int_indices(indices, "take_along_axis");
   if (indices.ndim() != a.ndim())
-    throw std::invalid_argument("take_along_axis: indices must have the same rank as the array, got shapes " +
-                                to_string(a.shape()) + " and " + to_string(indices.shape()));
+    throw std::invalid_argument(
+        "take_along_axis: indices must have the same rank as the array, got shapes " +
+        to_string(a.shape()) + " and " + to_string(indices.shape()));
   size_t ax = normalize_axis(axis, a.ndim(), "take_along_axis");
   (void)Along(a.shape(), indices.shape(), ax);  // shape check before the index check
   Array idx = checked_indices(indices, a.shape()[ax], ax, "take_along_axis");
@@ -431,7 +461,8 @@ Array jnp::take_along_axis(const Array& a, const Array& indices, int64_t axis) {
 // jax.nn.one_hot: labels[..., None] == arange(num_classes); out-of-range labels give zero rows.
 // No gradient (as JAX: the output is piecewise constant in the labels).
 Array jnp::one_hot(const Array& labels, int64_t num_classes, DType dtype) {
-  if (num_classes < 0) throw std::invalid_argument("one_hot: num_classes must be >= 0, got " + str(num_classes));
+  if (num_classes < 0)
+    throw std::invalid_argument("one_hot: num_classes must be >= 0, got " + str(num_classes));
   Shape s = labels.shape();
   s.push_back(num_classes);
   Array out = zeros(s, dtype);
@@ -439,7 +470,8 @@ Array jnp::one_hot(const Array& labels, int64_t num_classes, DType dtype) {
   char* dst = static_cast<char*>(out.mutable_raw());
   size_t isz = itemsize(dtype);
   for (size_t i = 0; i < v.size(); ++i) {
-    if (!(v[i] >= 0 && v[i] < static_cast<double>(num_classes) && v[i] == std::floor(v[i]))) continue;
+    if (!(v[i] >= 0 && v[i] < static_cast<double>(num_classes) && v[i] == std::floor(v[i])))
+      continue;
     char* p = dst + (static_cast<int64_t>(i) * num_classes + static_cast<int64_t>(v[i])) * isz;
     switch (dtype) {
       case DType::float32: *reinterpret_cast<float*>(p) = 1.f; break;
@@ -469,7 +501,8 @@ Array jnp::arange(int64_t stop) {
 Array jnp::arange(double start, double stop, double step, DType dtype) {
   if (step == 0) throw std::invalid_argument("arange: step must be nonzero");
   if (dtype != DType::float32 && dtype != DType::int32)
-    throw std::invalid_argument(std::string("arange: dtype must be float32 or int32, got ") + dtype_name(dtype));
+    throw std::invalid_argument(std::string("arange: dtype must be float32 or int32, got ") +
+                                dtype_name(dtype));
   double len = std::ceil((stop - start) / step);
   if (!std::isfinite(len)) throw std::invalid_argument("arange: the length is not finite");
   int64_t n = len > 0 ? static_cast<int64_t>(len) : 0;

@@ -76,15 +76,16 @@ Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
   if (k == 0)
     std::fill_n(po, m * n, 0.f);
   else if (m && n)
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k, 1.f,
-                a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1], 0.f, po, n);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
+                k, 1.f, a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1], 0.f, po, n);
   if (!needs_grad(a, b)) return out;
-  return record("matmul", out, {&a, &b}, [a, b, ta, tb](const Array& g, const Array&, const Need& need) {
-    Grads r(2);
-    if (need[0]) r[0] = ta ? mm2d(b, g, tb, true) : mm2d(g, b, false, !tb);
-    if (need[1]) r[1] = tb ? mm2d(g, a, true, ta) : mm2d(a, g, !ta, false);
-    return r;
-  });
+  return record("matmul", out, {&a, &b},
+                [a, b, ta, tb](const Array& g, const Array&, const Need& need) {
+                  Grads r(2);
+                  if (need[0]) r[0] = ta ? mm2d(b, g, tb, true) : mm2d(g, b, false, !tb);
+                  if (need[1]) r[1] = tb ? mm2d(g, a, true, ta) : mm2d(a, g, !ta, false);
+                  return r;
+                });
 }
 
 }  // namespace
@@ -109,7 +110,8 @@ Array jnp::matmul(const Array& a, const Array& b) {
   }
   if (a.ndim() == 2 && b.ndim() == 2) {
     if (a.shape()[1] != b.shape()[0])
-      throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) + " @ " + to_string(b.shape()));
+      throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) +
+                                  " @ " + to_string(b.shape()));
     return mm2d(a, b, false, false);
   }
   Array out = matmul_nd(a, b);

@@ -18,9 +18,12 @@ Array jnp::softmax(const Array& a, int64_t axis) {
   Array e = exp(x - m);
   Array out = e / sum(e, {axis}, true);
   if (!autodiff::needs_grad(a)) return out;
-  return autodiff::record("softmax", out, {&a}, [axis](const Array& g, const Array& y, const Need&) {
-    return Grads{y * (g - sum(g * y, {axis}, true))};
-  }, /*keep_output=*/true);
+  return autodiff::record(
+      "softmax", out, {&a},
+      [axis](const Array& g, const Array& y, const Need&) {
+        return Grads{y * (g - sum(g * y, {axis}, true))};
+      },
+      /*keep_output=*/true);
 }
 
 // x - max - log(sum(exp(x - max))), composed from primitives (as jax.nn.log_softmax); its

@@ -34,8 +34,8 @@ auto view(const Array& a) {
 template <class E>
 Array from_xtensor(const xt::xexpression<E>& expr) {
   using V = std::remove_cv_t<typename E::value_type>;
-  static_assert(std::is_same_v<V, float> || std::is_same_v<V, int32_t> || std::is_same_v<V, uint32_t> ||
-                    std::is_same_v<V, bool>,
+  static_assert(std::is_same_v<V, float> || std::is_same_v<V, int32_t> ||
+                    std::is_same_v<V, uint32_t> || std::is_same_v<V, bool>,
                 "from_xtensor: the expression must hold float, int32_t, uint32_t or bool");
   xt::xarray<V, xt::layout_type::row_major> value = expr.derived_cast();
   Shape shape;

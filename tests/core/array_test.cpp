@@ -1,10 +1,10 @@
 // flaxpp::Array: construction, shared immutable storage, item(), the xtensor bridge, and
 // printing exactly as JAX prints (expected strings are what numpy 1.24 / jax.Array.__repr__
 // print for the same values).
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <sstream>
+
+#include <doctest/doctest.h>
 #include <xtensor/xmanipulation.hpp>
 #include <xtensor/xmath.hpp>
 
@@ -52,18 +52,20 @@ TEST_CASE("construction from values, scalars and bools") {
   CHECK(Array::vector({1, 2}).shape() == Shape{2});
   CHECK(Array::matrix({{1, 2}, {3, 4}, {5, 6}}).shape() == Shape{3, 2});
   float raw[4] = {1, 2, 3, 4};
-  CHECK(Array::from_bytes({2, 2}, DType::float32, raw).to_float() == std::vector<float>{1, 2, 3, 4});
+  CHECK(Array::from_bytes({2, 2}, DType::float32, raw).to_float() ==
+        std::vector<float>{1, 2, 3, 4});
   CHECK(Array::empty({0, 3}, DType::float32).size() == 0);
 }
 
 TEST_CASE("construction errors name the problem") {
-  CHECK_THROWS_WITH_AS(Array::from({2, 2}, std::vector<float>{1, 2, 3}), "Array::from: 3 values do not fill shape (2,2)",
+  CHECK_THROWS_WITH_AS(Array::from({2, 2}, std::vector<float>{1, 2, 3}),
+                       "Array::from: 3 values do not fill shape (2,2)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Array::matrix({{1, 2}, {3}}), "Array::matrix: ragged rows",
                        std::invalid_argument);
-  CHECK_THROWS_WITH_AS(Array::matrix({{1, 2}, {3}}), "Array::matrix: ragged rows", std::invalid_argument);
-  CHECK_THROWS_WITH_AS(Array::empty({2, -1}, DType::float32), "Array: negative dimension in shape (2,-1)",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(Array::vector({1}).data<int32_t>(), "Array::data: array has dtype float32, not int32",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Array::empty({2, -1}, DType::float32),
+                       "Array: negative dimension in shape (2,-1)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Array::vector({1}).data<int32_t>(),
+                       "Array::data: array has dtype float32, not int32", std::invalid_argument);
 }
 
 TEST_CASE("copies are O(1) and share the immutable buffer; reshape shares it too") {
@@ -96,7 +98,8 @@ TEST_CASE("item() converts the single element; other sizes are an error") {
   CHECK(Array(int32_t{-4}).item<double>() == -4.0);
   CHECK(Array::vector({9}).item<float>() == 9.f);  // any size-1 array
   CHECK(Array(false).item<bool>() == false);
-  CHECK_THROWS_WITH_AS(Array::vector({1, 2}).item<float>(), "Array::item: array of shape (2,) has 2 elements, not 1",
+  CHECK_THROWS_WITH_AS(Array::vector({1, 2}).item<float>(),
+                       "Array::item: array of shape (2,) has 2 elements, not 1",
                        std::invalid_argument);
   CHECK(Array::from({2}, std::vector<int32_t>{1, -2}).to_double() == std::vector<double>{1, -2});
 }
@@ -138,7 +141,8 @@ TEST_CASE("printing: floats like JAX") {
         "Array([[1., 2., 3.],\n"
         "       [4., 5., 6.]], dtype=float32)");
   CHECK(show(vec({1, 2.5f})) == "Array([1. , 2.5], dtype=float32)");
-  CHECK(show(vec({0.1f, 0.3f, 0.123456789f})) == "Array([0.1       , 0.3       , 0.12345679], dtype=float32)");
+  CHECK(show(vec({0.1f, 0.3f, 0.123456789f})) ==
+        "Array([0.1       , 0.3       , 0.12345679], dtype=float32)");
   CHECK(show(vec({3.14159265f})) == "Array([3.1415927], dtype=float32)");
   CHECK(show(vec({1000, 1})) == "Array([1000.,    1.], dtype=float32)");
   CHECK(show(vec({0.f, -0.f})) == "Array([ 0., -0.], dtype=float32)");
@@ -155,8 +159,10 @@ TEST_CASE("printing: floats like JAX") {
 }
 
 TEST_CASE("printing: ints, bools, 3-D, empty") {
-  CHECK(show(Array::from({3}, std::vector<int32_t>{1, -2, 10})) == "Array([ 1, -2, 10], dtype=int32)");
-  CHECK(show(Array::from({3}, std::vector<int32_t>{1, 10, 100})) == "Array([  1,  10, 100], dtype=int32)");
+  CHECK(show(Array::from({3}, std::vector<int32_t>{1, -2, 10})) ==
+        "Array([ 1, -2, 10], dtype=int32)");
+  CHECK(show(Array::from({3}, std::vector<int32_t>{1, 10, 100})) ==
+        "Array([  1,  10, 100], dtype=int32)");
   CHECK(show(Array(int32_t{3})) == "Array(3, dtype=int32)");
   CHECK(show(Array::from_bool({2}, {true, false})) == "Array([ True, False], dtype=bool)");
   CHECK(show(Array::from_bool({2}, {true, true})) == "Array([ True,  True], dtype=bool)");

@@ -20,8 +20,6 @@
 // derivative (tests/core/autodiff_test.cpp checks it).
 // The conventions AT the kinks (d|x| at 0 = 0, ties split 0.5/0.5, ...) are asserted exactly in
 // the test cases after the table.
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -30,6 +28,8 @@
 #include <set>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -53,7 +53,8 @@ using Gen = std::function<std::vector<float>(uint64_t seed, size_t input, int64_
 Gen uniform(double lo, double hi) {
   return [=](uint64_t seed, size_t input, int64_t n) {
     std::vector<float> v(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(lo + (hi - lo) * unit(seed + input, i));
+    for (int64_t i = 0; i < n; ++i)
+      v[i] = static_cast<float>(lo + (hi - lo) * unit(seed + input, i));
     return v;
   };
 }
@@ -86,7 +87,8 @@ Gen interleaved() {
   return [](uint64_t seed, size_t input, int64_t n) {
     std::vector<float> v(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i)
-      v[i] = static_cast<float>(0.1 * std::floor(-15 + 30 * unit(seed + input, i)) + (input ? 0.05 : 0.0));
+      v[i] = static_cast<float>(0.1 * std::floor(-15 + 30 * unit(seed + input, i)) +
+                                (input ? 0.05 : 0.0));
     return v;
   };
 }
@@ -138,45 +140,95 @@ std::vector<Case> table() {
       {"multiply by constant", {{3, 4}}, [](auto& x) { return 2.5f * x[0] - 1.f; }, any, lin},
       {"divide", {{3, 4}, {4}}, [](auto& x) { return x[0] / x[1]; }, per_input({any, away})},
       {"divide scalar", {{}, {2, 2}}, [](auto& x) { return x[0] / x[1]; }, per_input({any, away})},
-      {"power", {{3, 4}, {3, 4}}, [](auto& x) { return power(x[0], x[1]); }, per_input({uniform(0.3, 2), any})},
-      {"power broadcast", {{2, 3}, {3}}, [](auto& x) { return power(x[0], x[1]); }, per_input({uniform(0.3, 2), any})},
+      {"power",
+       {{3, 4}, {3, 4}},
+       [](auto& x) { return power(x[0], x[1]); },
+       per_input({uniform(0.3, 2), any})},
+      {"power broadcast",
+       {{2, 3}, {3}},
+       [](auto& x) { return power(x[0], x[1]); },
+       per_input({uniform(0.3, 2), any})},
       {"power constant exponent", {{5}}, [](auto& x) { return power(x[0], Array(3.f)); }},
       {"maximum", {{3, 4}, {3, 4}}, [](auto& x) { return maximum(x[0], x[1]); }, interleaved()},
-      {"maximum broadcast", {{3, 4}, {3, 1}}, [](auto& x) { return maximum(x[0], x[1]); }, interleaved()},
-      {"minimum broadcast", {{4}, {3, 4}}, [](auto& x) { return minimum(x[0], x[1]); }, interleaved()},
-      {"where broadcast", {{3, 4}, {4}},
-       [](auto& x) { return where(not_equal(idx({3, 1}, {1, 0, 1}), Array(0)), x[0], x[1]); }},
-      {"where mask", {{3, 4}, {3, 4}},
-       [](auto& x) { return where(greater(x[0], x[1]), x[0] * x[1], x[1]); }, interleaved()},
-      {"clip", {{4, 5}}, [](auto& x) { return clip(x[0], -0.5f, 0.5f); },
+      {"maximum broadcast",
+       {{3, 4}, {3, 1}},
+       [](auto& x) { return maximum(x[0], x[1]); },
+       interleaved()},
+      {"minimum broadcast",
+       {{4}, {3, 4}},
+       [](auto& x) { return minimum(x[0], x[1]); },
+       interleaved()},
+      {"where broadcast",
+       {{3, 4}, {4}},
+       [](auto& x) {
+         return where(not_equal(idx({3, 1}, {1, 0, 1}), Array(0)), x[0], x[1]);
+       }},
+      {"where mask",
+       {{3, 4}, {3, 4}},
+       [](auto& x) { return where(greater(x[0], x[1]), x[0] * x[1], x[1]); },
+       interleaved()},
+      {"clip",
+       {{4, 5}},
+       [](auto& x) { return clip(x[0], -0.5f, 0.5f); },
        [](uint64_t seed, size_t, int64_t n) {
          std::vector<float> v(static_cast<size_t>(n));
-         for (int64_t i = 0; i < n; ++i) v[i] = static_cast<float>(0.1 * std::floor(-10 + 20 * unit(seed, i)) + 0.05);
+         for (int64_t i = 0; i < n; ++i)
+           v[i] = static_cast<float>(0.1 * std::floor(-10 + 20 * unit(seed, i)) + 0.05);
          return v;
        }},
       // ---- reductions ----
       {"sum all", {{2, 3, 4}}, [](auto& x) { return sum(x[0]); }, any, lin},
       {"sum axis 1", {{2, 3, 4}}, [](auto& x) { return sum(x[0], {1}); }, any, lin},
-      {"sum axes 0,2 keepdims", {{2, 3, 4}}, [](auto& x) { return sum(x[0], {0, 2}, true); }, any, lin},
-      {"sum axis -1 keepdims", {{2, 3, 4}}, [](auto& x) { return sum(x[0], {-1}, true); }, any, lin},
+      {"sum axes 0,2 keepdims",
+       {{2, 3, 4}},
+       [](auto& x) {
+         return sum(x[0], {0, 2}, true);
+       },
+       any,
+       lin},
+      {"sum axis -1 keepdims",
+       {{2, 3, 4}},
+       [](auto& x) { return sum(x[0], {-1}, true); },
+       any,
+       lin},
       {"mean all", {{2, 3, 4}}, [](auto& x) { return mean(x[0]); }, any, lin},
       {"mean axis 0", {{2, 3, 4}}, [](auto& x) { return mean(x[0], {0}); }, any, lin},
-      {"mean axes 1,2 keepdims", {{2, 3, 4}}, [](auto& x) { return mean(x[0], {1, 2}, true); }, any, lin},
+      {"mean axes 1,2 keepdims",
+       {{2, 3, 4}},
+       [](auto& x) {
+         return mean(x[0], {1, 2}, true);
+       },
+       any,
+       lin},
       {"max all", {{3, 4}}, [](auto& x) { return max(x[0]); }, distinct()},
       {"max axis 1", {{3, 4}}, [](auto& x) { return max(x[0], {1}); }, distinct()},
-      {"max axis 0 keepdims", {{2, 3, 4}}, [](auto& x) { return max(x[0], {0}, true); }, distinct()},
+      {"max axis 0 keepdims",
+       {{2, 3, 4}},
+       [](auto& x) { return max(x[0], {0}, true); },
+       distinct()},
       {"min all", {{3, 4}}, [](auto& x) { return min(x[0]); }, distinct()},
-      {"min axes 0,2", {{2, 3, 4}}, [](auto& x) { return min(x[0], {0, 2}); }, distinct()},
+      {"min axes 0,2",
+       {{2, 3, 4}},
+       [](auto& x) {
+         return min(x[0], {0, 2});
+       },
+       distinct()},
       {"var all", {{3, 4}}, [](auto& x) { return var(x[0]); }},
       {"var axis 0", {{3, 4}}, [](auto& x) { return var(x[0], {0}); }},
       {"var axis -1 keepdims", {{2, 3, 4}}, [](auto& x) { return var(x[0], {-1}, true); }},
       {"logsumexp all", {{3, 4}}, [](auto& x) { return logsumexp(x[0]); }},
       {"logsumexp axis 1", {{3, 4}}, [](auto& x) { return logsumexp(x[0], {1}); }},
-      {"logsumexp axes 0,2 keepdims", {{2, 3, 4}}, [](auto& x) { return logsumexp(x[0], {0, 2}, true); }},
+      {"logsumexp axes 0,2 keepdims",
+       {{2, 3, 4}},
+       [](auto& x) {
+         return logsumexp(x[0], {0, 2}, true);
+       }},
       // ---- linear algebra ----
       {"matmul", {{3, 4}, {4, 5}}, [](auto& x) { return matmul(x[0], x[1]); }},
       {"matmul batched", {{2, 3, 4}, {2, 4, 5}}, [](auto& x) { return matmul(x[0], x[1]); }},
-      {"matmul broadcast batch", {{2, 1, 3, 4}, {5, 4, 2}}, [](auto& x) { return matmul(x[0], x[1]); }},
+      {"matmul broadcast batch",
+       {{2, 1, 3, 4}, {5, 4, 2}},
+       [](auto& x) { return matmul(x[0], x[1]); }},
       {"matmul batch @ matrix", {{2, 3, 4}, {4, 5}}, [](auto& x) { return matmul(x[0], x[1]); }},
       {"matmul matrix @ batch", {{3, 4}, {2, 4, 5}}, [](auto& x) { return matmul(x[0], x[1]); }},
       {"matmul vector @ matrix", {{4}, {4, 5}}, [](auto& x) { return matmul(x[0], x[1]); }},
@@ -188,27 +240,107 @@ std::vector<Case> table() {
       {"dot vectors", {{4}, {4}}, [](auto& x) { return dot(x[0], x[1]); }},
       {"vdot", {{3, 4}, {3, 4}}, [](auto& x) { return vdot(x[0], x[1]); }},
       // ---- shapes ----
-      {"reshape", {{2, 6}}, [](auto& x) { return reshape(x[0], {3, -1}) * reshape(x[0], {3, 4}); }},
-      {"transpose", {{2, 3, 4}}, [](auto& x) { return transpose(x[0], {2, 0, 1}); }, any, lin},
+      {"reshape",
+       {{2, 6}},
+       [](auto& x) {
+         return reshape(x[0], {3, -1}) * reshape(x[0], {3, 4});
+       }},
+      {"transpose",
+       {{2, 3, 4}},
+       [](auto& x) {
+         return transpose(x[0], {2, 0, 1});
+       },
+       any,
+       lin},
       {"transpose reversed", {{3, 4}}, [](auto& x) { return transpose(x[0]); }, any, lin},
       {"swapaxes", {{2, 3, 4}}, [](auto& x) { return swapaxes(x[0], 0, -1); }, any, lin},
       {"expand_dims", {{3, 4}}, [](auto& x) { return expand_dims(x[0], 1); }, any, lin},
       {"squeeze", {{3, 1, 4, 1}}, [](auto& x) { return squeeze(x[0]); }, any, lin},
       {"squeeze axis", {{3, 1, 4, 1}}, [](auto& x) { return squeeze(x[0], {-1}); }, any, lin},
-      {"broadcast_to", {{3, 1}}, [](auto& x) { return broadcast_to(x[0], {2, 3, 4}); }, any, lin},
-      {"concatenate axis 0", {{2, 3}, {1, 3}, {3, 3}}, [](auto& x) { return concatenate({x[0], x[1], x[2]}, 0); }, any, lin},
-      {"concatenate axis -1", {{2, 1}, {2, 3}}, [](auto& x) { return concatenate({x[0], x[1]}, -1); }, any, lin},
-      {"split", {{2, 6}}, [](auto& x) { auto p = split(x[0], 3, 1); return p[0] * p[2] + p[1]; }},
-      {"split_at", {{5, 2}}, [](auto& x) { auto p = split_at(x[0], {1, 3}); return p[1] * p[2] + p[0]; }},
-      {"stack axis 0", {{3}, {3}}, [](auto& x) { return stack({x[0], x[1], x[0]}); }, any, lin},
-      {"stack axis -1", {{2, 3}, {2, 3}}, [](auto& x) { return stack({x[0], x[1]}, -1); }, any, lin},
+      {"broadcast_to",
+       {{3, 1}},
+       [](auto& x) {
+         return broadcast_to(x[0], {2, 3, 4});
+       },
+       any,
+       lin},
+      {"concatenate axis 0",
+       {{2, 3}, {1, 3}, {3, 3}},
+       [](auto& x) {
+         return concatenate({x[0], x[1], x[2]}, 0);
+       },
+       any,
+       lin},
+      {"concatenate axis -1",
+       {{2, 1}, {2, 3}},
+       [](auto& x) {
+         return concatenate({x[0], x[1]}, -1);
+       },
+       any,
+       lin},
+      {"split",
+       {{2, 6}},
+       [](auto& x) {
+         auto p = split(x[0], 3, 1);
+         return p[0] * p[2] + p[1];
+       }},
+      {"split_at",
+       {{5, 2}},
+       [](auto& x) {
+         auto p = split_at(x[0], {1, 3});
+         return p[1] * p[2] + p[0];
+       }},
+      {"stack axis 0",
+       {{3}, {3}},
+       [](auto& x) {
+         return stack({x[0], x[1], x[0]});
+       },
+       any,
+       lin},
+      {"stack axis -1",
+       {{2, 3}, {2, 3}},
+       [](auto& x) {
+         return stack({x[0], x[1]}, -1);
+       },
+       any,
+       lin},
       {"slice", {{3, 7}}, [](auto& x) { return slice(x[0], 1, -6, 100, 2); }, any, lin},
-      {"slice multi-axis", {{4, 5, 3}}, [](auto& x) { return slice(x[0], {{1, std::nullopt, 2}, {-4, -1}}); }, any, lin},
+      {"slice multi-axis",
+       {{4, 5, 3}},
+       [](auto& x) {
+         return slice(x[0], {{1, std::nullopt, 2}, {-4, -1}});
+       },
+       any,
+       lin},
       {"index", {{3, 4}}, [](auto& x) { return index(x[0], -1) * index(x[0], 0); }},
-      {"take", {{3, 5}}, [](auto& x) { return take(x[0], idx({2, 2}, {4, -1, 0, 4}), 1); }, any, lin},
-      {"take axis 0", {{4, 2}}, [](auto& x) { return take(x[0], idx({3}, {1, 1, -4}), 0) * 2.f; }, any, lin},
-      {"take_along_axis", {{3, 4}}, [](auto& x) { return take_along_axis(x[0], idx({3, 2}, {0, 3, 1, 1, -1, 2}), 1); }, any, lin},
-      {"take_along_axis broadcast", {{1, 4}}, [](auto& x) { return take_along_axis(x[0], idx({3, 1}, {0, 3, 3}), 1); }, any, lin},
+      {"take",
+       {{3, 5}},
+       [](auto& x) {
+         return take(x[0], idx({2, 2}, {4, -1, 0, 4}), 1);
+       },
+       any,
+       lin},
+      {"take axis 0",
+       {{4, 2}},
+       [](auto& x) {
+         return take(x[0], idx({3}, {1, 1, -4}), 0) * 2.f;
+       },
+       any,
+       lin},
+      {"take_along_axis",
+       {{3, 4}},
+       [](auto& x) {
+         return take_along_axis(x[0], idx({3, 2}, {0, 3, 1, 1, -1, 2}), 1);
+       },
+       any,
+       lin},
+      {"take_along_axis broadcast",
+       {{1, 4}},
+       [](auto& x) {
+         return take_along_axis(x[0], idx({3, 1}, {0, 3, 3}), 1);
+       },
+       any,
+       lin},
       {"tril", {{2, 3, 4}}, [](auto& x) { return tril(x[0]); }, any, lin},
       {"triu k=1", {{3, 4}}, [](auto& x) { return triu(x[0], 1); }, any, lin},
       {"tril k=-1", {{4, 3}}, [](auto& x) { return tril(x[0], -1); }, any, lin},
@@ -220,15 +352,18 @@ std::vector<Case> table() {
   };
 }
 
-uint64_t seed_of(const std::string& name) { return std::hash<std::string>{}(name) & 0xFFFFFF; }
+uint64_t seed_of(const std::string& name) { return std::hash<std::string>{}(name)&0xFFFFFF; }
 
 std::vector<Array> make_inputs(const Case& c, uint64_t seed) {
   std::vector<Array> xs;
-  for (size_t j = 0; j < c.shapes.size(); ++j) xs.push_back(Array::from(c.shapes[j], c.gen(seed, j, numel(c.shapes[j]))));
+  for (size_t j = 0; j < c.shapes.size(); ++j)
+    xs.push_back(Array::from(c.shapes[j], c.gen(seed, j, numel(c.shapes[j]))));
   return xs;
 }
 
-Array random_like(const Shape& s, uint64_t seed) { return Array::from(s, uniform(-1, 1)(seed, 0, numel(s))); }
+Array random_like(const Shape& s, uint64_t seed) {
+  return Array::from(s, uniform(-1, 1)(seed, 0, numel(s)));
+}
 
 double weighted_sum(const Array& y, const std::vector<double>& w) {
   auto v = y.to_double();
@@ -240,7 +375,8 @@ double weighted_sum(const Array& y, const std::vector<double>& w) {
 // Calls check(j, i, analytic, numeric) for every element i of every input j of the scalar
 // function `scalar` (evaluated in float32), whose analytic gradient is `analytic`.
 template <class Scalar, class Check>
-void compare_fd(const std::vector<Array>& xs, const std::vector<Array>& analytic, double h, Scalar scalar, Check check) {
+void compare_fd(const std::vector<Array>& xs, const std::vector<Array>& analytic, double h,
+                Scalar scalar, Check check) {
   for (size_t j = 0; j < xs.size(); ++j) {
     for (int64_t i = 0; i < xs[j].size(); ++i) {
       auto plus = xs, minus = xs;
@@ -250,7 +386,8 @@ void compare_fd(const std::vector<Array>& xs, const std::vector<Array>& analytic
       plus[j].mutable_data<float>()[i] = xp;
       minus[j] = xs[j].copy();
       minus[j].mutable_data<float>()[i] = xm;
-      double fd = (scalar(plus) - scalar(minus)) / (static_cast<double>(xp) - static_cast<double>(xm));
+      double fd =
+          (scalar(plus) - scalar(minus)) / (static_cast<double>(xp) - static_cast<double>(xm));
       check(j, i, static_cast<double>(analytic[j].data<float>()[i]), fd);
     }
   }
@@ -266,8 +403,8 @@ struct Report {
       ++bad;
       if (!(err <= worst)) {
         worst = err;
-        where = "input " + std::to_string(j) + " element " + std::to_string(i) + ": analytic " + std::to_string(an) +
-                " vs finite difference " + std::to_string(fd);
+        where = "input " + std::to_string(j) + " element " + std::to_string(i) + ": analytic " +
+                std::to_string(an) + " vs finite difference " + std::to_string(fd);
       }
     }
   }
@@ -289,8 +426,9 @@ TEST_CASE("every differentiable primitive matches central finite differences") {
     REQUIRE(g.size() == xs.size());
     Report report;
     for (size_t j = 0; j < xs.size(); ++j) CHECK_MESSAGE(g[j].shape() == xs[j].shape(), c.name);
-    compare_fd(xs, g, c.h, [&](const std::vector<Array>& v) { return weighted_sum(c.f(v), w); },
-               [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, c.tol); });
+    compare_fd(
+        xs, g, c.h, [&](const std::vector<Array>& v) { return weighted_sum(c.f(v), w); },
+        [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, c.tol); });
     INFO(c.name, ": ", report.where);
     CHECK(report.bad == 0);
     ++checked;
@@ -301,22 +439,52 @@ TEST_CASE("every differentiable primitive matches central finite differences") {
 TEST_CASE("the table covers every differentiable primitive of core/ops.hpp") {
   std::set<std::string> rows;
   for (const Case& c : table()) rows.insert(c.name.substr(0, c.name.find(' ')));
-  for (const char* p :
-       {"negative", "exp", "log", "log1p", "expm1", "tanh", "sqrt", "rsqrt", "erf", "abs", "sign", "square", "astype", "add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "where", "clip",
-        "sum", "mean", "max", "min", "var", "logsumexp", "matmul", "dot", "vdot", "reshape", "transpose", "swapaxes",
-        "expand_dims", "squeeze", "broadcast_to", "concatenate", "split", "split_at", "stack", "slice", "index", "take",
-        "take_along_axis", "tril", "triu", "softmax", "log_softmax"})
+  for (const char* p : {"negative", "exp",          "log",         "log1p",      "expm1",
+                        "tanh",     "sqrt",         "rsqrt",       "erf",        "abs",
+                        "sign",     "square",       "astype",      "add",        "subtract",
+                        "multiply", "divide",       "power",       "maximum",    "minimum",
+                        "where",    "clip",         "sum",         "mean",       "max",
+                        "min",      "var",          "logsumexp",   "matmul",     "dot",
+                        "vdot",     "reshape",      "transpose",   "swapaxes",   "expand_dims",
+                        "squeeze",  "broadcast_to", "concatenate", "split",      "split_at",
+                        "stack",    "slice",        "index",       "take",       "take_along_axis",
+                        "tril",     "triu",         "softmax",     "log_softmax"})
     CHECK_MESSAGE(rows.count(p), "no grad-check row for ", p);
 }
 
 TEST_CASE("second derivatives: grad of grad matches finite differences of grad") {
   // G(x) = <grad L(x), v> with L = sum(tanh(f(x)) * w): tanh makes even linear primitives'
   // transposes (pad, scatter-add, ...) run on traced values in the second backward pass.
-  std::set<std::string> chosen = {"exp", "log", "tanh", "sqrt", "rsqrt", "erf", "divide", "power", "multiply",
-                                  "maximum broadcast", "matmul", "matmul batched", "matmul batch @ matrix", "matmul vector @ matrix", "sum axis 1",
-                                  "max axis 1", "var axis 0", "logsumexp axis 1", "broadcast_to", "transpose",
-                                  "concatenate axis 0", "split", "slice multi-axis", "index", "take",
-                                  "take_along_axis broadcast", "tril", "softmax", "log_softmax", "where broadcast"};
+  std::set<std::string> chosen = {"exp",
+                                  "log",
+                                  "tanh",
+                                  "sqrt",
+                                  "rsqrt",
+                                  "erf",
+                                  "divide",
+                                  "power",
+                                  "multiply",
+                                  "maximum broadcast",
+                                  "matmul",
+                                  "matmul batched",
+                                  "matmul batch @ matrix",
+                                  "matmul vector @ matrix",
+                                  "sum axis 1",
+                                  "max axis 1",
+                                  "var axis 0",
+                                  "logsumexp axis 1",
+                                  "broadcast_to",
+                                  "transpose",
+                                  "concatenate axis 0",
+                                  "split",
+                                  "slice multi-axis",
+                                  "index",
+                                  "take",
+                                  "take_along_axis broadcast",
+                                  "tril",
+                                  "softmax",
+                                  "log_softmax",
+                                  "where broadcast"};
   int checked = 0;
   for (const Case& c : table()) {
     if (!chosen.count(c.name)) continue;
@@ -329,8 +497,9 @@ TEST_CASE("second derivatives: grad of grad matches finite differences of grad")
     auto G = [&](const std::vector<Array>& v) { return autodiff::vdot_all(grad(L)(v), V); };
     std::vector<Array> hv = grad(G)(xs);
     Report report;
-    compare_fd(xs, hv, 1e-2, [&](const std::vector<Array>& v) { return G(v).template item<double>(); },
-               [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, 2e-2); });
+    compare_fd(
+        xs, hv, 1e-2, [&](const std::vector<Array>& v) { return G(v).template item<double>(); },
+        [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, 2e-2); });
     INFO(c.name, ": ", report.where);
     CHECK(report.bad == 0);
     ++checked;
@@ -346,19 +515,24 @@ TEST_CASE("kink conventions: abs, sign, maximum/minimum ties, max ties, clip bou
   CHECK(grad([](const Array& x) { return jnp::sign(x); })(Array(0.f)).item<float>() == 0.f);
   CHECK(grad([](const Array& x) { return jnp::sign(x); })(Array(1.5f)).item<float>() == 0.f);
 
-  auto [ga, gb] = grad<0, 1>([](const Array& a, const Array& b) { return jnp::maximum(a, b); })(Array(1.f), Array(1.f));
+  auto [ga, gb] = grad<0, 1>([](const Array& a, const Array& b) { return jnp::maximum(a, b); })(
+      Array(1.f), Array(1.f));
   CHECK(ga.item<float>() == 0.5f);
   CHECK(gb.item<float>() == 0.5f);
-  auto [ha, hb] = grad<0, 1>([](const Array& a, const Array& b) { return jnp::minimum(a, b); })(Array(-3.f), Array(-3.f));
+  auto [ha, hb] = grad<0, 1>([](const Array& a, const Array& b) { return jnp::minimum(a, b); })(
+      Array(-3.f), Array(-3.f));
   CHECK(ha.item<float>() == 0.5f);
   CHECK(hb.item<float>() == 0.5f);
   // relu(x) = maximum(x, 0) at 0: half, as jax.numpy.maximum (jax.nn.relu has its own rule).
-  CHECK(grad([](const Array& x) { return jnp::maximum(x, Array(0.f)); })(Array(0.f)).item<float>() == 0.5f);
+  CHECK(
+      grad([](const Array& x) { return jnp::maximum(x, Array(0.f)); })(Array(0.f)).item<float>() ==
+      0.5f);
 
   // Reduction ties share the gradient equally.
   Array g = grad([](const Array& x) { return jnp::max(x); })(Array::vector({1.f, 3.f, 3.f, 3.f}));
   CHECK(g.to_float() == std::vector<float>{0.f, 1.f / 3, 1.f / 3, 1.f / 3});
-  Array gmin = grad([](const Array& x) { return jnp::sum(jnp::min(x, {1})); })(Array::matrix({{2, 2}, {1, 5}}));
+  Array gmin = grad([](const Array& x) { return jnp::sum(jnp::min(x, {1})); })(
+      Array::matrix({{2, 2}, {1, 5}}));
   CHECK(gmin.to_float() == std::vector<float>{0.5f, 0.5f, 1.f, 0.f});
 
   // clip = minimum(maximum(x, lo), hi): half a gradient on either bound, full inside, none out.
@@ -372,14 +546,17 @@ TEST_CASE("kink conventions: abs, sign, maximum/minimum ties, max ties, clip bou
 
   CHECK(std::isinf(grad([](const Array& x) { return jnp::sqrt(x); })(Array(0.f)).item<float>()));
   // d/dy x^y = x^y log x, taken as 0 at x = 0; d/dx x^2 at 0 is 0.
-  auto [px, py] = grad<0, 1>([](const Array& x, const Array& y) { return jnp::power(x, y); })(Array(0.f), Array(2.f));
+  auto [px, py] = grad<0, 1>([](const Array& x, const Array& y) { return jnp::power(x, y); })(
+      Array(0.f), Array(2.f));
   CHECK(px.item<float>() == 0.f);
   CHECK(py.item<float>() == 0.f);
 }
 
 TEST_CASE("gradients of repeated indices accumulate (scatter-add)") {
   Array x = Array::vector({1.f, 2.f, 3.f});
-  Array g = grad([](const Array& v) { return jnp::sum(jnp::take(v, Array::from({4}, std::vector<int32_t>{2, 2, -1, 0}))); })(x);
+  Array g = grad([](const Array& v) {
+    return jnp::sum(jnp::take(v, Array::from({4}, std::vector<int32_t>{2, 2, -1, 0})));
+  })(x);
   CHECK(g.to_float() == std::vector<float>{1.f, 0.f, 3.f});
   Array gs = grad([](const Array& v) {
     auto p = jnp::split(v, 3);

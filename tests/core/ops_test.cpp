@@ -1,12 +1,13 @@
 // Every primitive of core/ops.hpp on small hand-computable inputs: values, shapes, dtype
 // promotion, broadcasting, numerical stability and the exact error messages.
-#include <doctest/doctest.h>
+#include "core/ops.hpp"
 
 #include <cmath>
 #include <limits>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
-#include "core/ops.hpp"
 
 using namespace flaxpp;
 using namespace flaxpp::jnp;
@@ -61,14 +62,15 @@ TEST_CASE("astype converts like NumPy (truncation toward zero, nonzero is true)"
   CHECK(V(astype(vec({2.7f, -2.7f, 0.f}), DType::int32)) == std::vector<double>{2, -2, 0});
   CHECK(astype(ivec({1, 2}), DType::float32).dtype() == DType::float32);
   CHECK(V(astype(vec({0.f, -0.5f, 3.f}), DType::bool_)) == std::vector<double>{0, 1, 1});
-  CHECK(V(astype(Array::from_bool({2}, {true, false}), DType::float32)) == std::vector<double>{1, 0});
+  CHECK(V(astype(Array::from_bool({2}, {true, false}), DType::float32)) ==
+        std::vector<double>{1, 0});
 }
 
 // ---- elementwise ------------------------------------------------------------------------------
 
 TEST_CASE("arithmetic with broadcasting") {
   Array a = Array::matrix({{1}, {2}});  // (2,1)
-  Array b = vec({10, 20, 30});         // (3,)
+  Array b = vec({10, 20, 30});          // (3,)
   Array s = a + b;
   CHECK(s.shape() == Shape{2, 3});
   CHECK(V(s) == std::vector<double>{11, 21, 31, 12, 22, 32});
@@ -126,7 +128,8 @@ TEST_CASE("maximum, minimum, where, clip") {
   Array c = Array::from_bool({2, 1}, {true, false});
   CHECK(V(where(c, vec({1, 2}), Array(0.f))) == std::vector<double>{1, 2, 0, 0});
   CHECK(where(c, vec({1, 2}), Array(0.f)).shape() == Shape{2, 2});
-  CHECK(V(where(ivec({0, 3}), vec({1, 1}), vec({-1, -1}))) == std::vector<double>{-1, 1});  // nonzero = true
+  CHECK(V(where(ivec({0, 3}), vec({1, 1}), vec({-1, -1}))) ==
+        std::vector<double>{-1, 1});  // nonzero = true
   CHECK(V(clip(vec({-2, 0.5f, 3}), 0.f, 1.f)) == std::vector<double>{0, 0.5, 1});
 }
 
@@ -185,7 +188,7 @@ TEST_CASE("max, min, var, argmax, logsumexp") {
   CHECK(V(argmax(vec({3, 7, 7}), 0)) == std::vector<double>{1});  // first of ties
   CHECK(close(logsumexp(vec({0, 0})), {std::log(2.0)}));
   CHECK(close(logsumexp(x, {1}), {std::log(std::exp(1.) + std::exp(5.) + std::exp(3.)),
-                                   std::log(std::exp(4.) + std::exp(2.) + std::exp(6.))}));
+                                  std::log(std::exp(4.) + std::exp(2.) + std::exp(6.))}));
   CHECK(logsumexp(x, {1}, true).shape() == Shape{2, 1});
   CHECK(V(logsumexp(vec({-kInf, -kInf}))) == std::vector<double>{-kInf});
 }
@@ -262,7 +265,8 @@ TEST_CASE("reshape, transpose, swapaxes, expand_dims, squeeze, broadcast_to") {
   CHECK(squeeze(zeros({1, 3, 1}), {0}).shape() == Shape{3, 1});
   Array bt = broadcast_to(vec({1, 2}), {3, 2});
   CHECK(V(bt) == std::vector<double>{1, 2, 1, 2, 1, 2});
-  CHECK(V(broadcast_to(Array::matrix({{1}, {2}}), {2, 3})) == std::vector<double>{1, 1, 1, 2, 2, 2});
+  CHECK(V(broadcast_to(Array::matrix({{1}, {2}}), {2, 3})) ==
+        std::vector<double>{1, 1, 1, 2, 2, 2});
   CHECK(broadcast_to(ivec({4}), {2, 2}).dtype() == DType::int32);
 }
 
@@ -340,7 +344,8 @@ TEST_CASE("take, take_along_axis, one_hot") {
   CHECK(V(take_along_axis(x, iarr({1, 4}, {2, 1, 0, -1}), 0)) == std::vector<double>{8, 5, 2, 11});
   // Indices broadcast against the array outside the axis (and the array against the indices).
   CHECK(V(take_along_axis(x, iarr({1, 2}, {0, 3}), 1)) == std::vector<double>{0, 3, 4, 7, 8, 11});
-  CHECK(take_along_axis(vec({7, 8, 9}).reshaped({1, 3}), iarr({2, 1}, {2, 0}), 1).shape() == Shape{2, 1});
+  CHECK(take_along_axis(vec({7, 8, 9}).reshaped({1, 3}), iarr({2, 1}, {2, 0}), 1).shape() ==
+        Shape{2, 1});
 
   Array oh = one_hot(ivec({0, 2, -1, 3}), 3);
   CHECK(oh.shape() == Shape{4, 3});
@@ -371,58 +376,101 @@ TEST_CASE("stop_gradient keeps the values") {
 
 TEST_CASE("error messages") {
   using E = std::invalid_argument;
-  CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}), zeros({4, 5})), "matmul: contracting dims differ: (2,3) @ (4,5)", E);
-  CHECK_THROWS_WITH_AS(matmul(zeros({3}), zeros({4, 5})), "matmul: contracting dims differ: (3,) @ (4,5)", E);
+  CHECK_THROWS_WITH_AS(matmul(zeros({2, 3}), zeros({4, 5})),
+                       "matmul: contracting dims differ: (2,3) @ (4,5)", E);
+  CHECK_THROWS_WITH_AS(matmul(zeros({3}), zeros({4, 5})),
+                       "matmul: contracting dims differ: (3,) @ (4,5)", E);
   CHECK_THROWS_WITH_AS(matmul(zeros({2, 2, 3}), zeros({3, 3, 4})),
                        "matmul: shapes (2,) and (3,) cannot be broadcast together", E);
-  CHECK_THROWS_WITH_AS(matmul(Array(1.f), zeros({2})), "matmul: operands must have rank >= 1, got () @ (2,)", E);
-  CHECK_THROWS_WITH_AS(matmul(ivec({1}), zeros({1})), "matmul: float32 operands required, got int32 (1,) @ float32 (1,)", E);
-  CHECK_THROWS_WITH_AS(zeros({2, 3}) + zeros({4}), "add: shapes (2,3) and (4,) cannot be broadcast together", E);
-  CHECK_THROWS_WITH_AS(multiply(zeros({2}), zeros({3})), "multiply: shapes (2,) and (3,) cannot be broadcast together", E);
-  CHECK_THROWS_WITH_AS(where(Array(true), zeros({2}), zeros({3})), "where: shapes (2,) and (3,) cannot be broadcast together", E);
-  CHECK_THROWS_WITH_AS(broadcast_to(zeros({3}), {4}), "broadcast_to: shapes (3,) and (4,) cannot be broadcast together", E);
-  CHECK_THROWS_WITH_AS(broadcast_to(zeros({3}), {3, 1}), "broadcast_to: cannot broadcast shape (3,) to (3,1)", E);
-  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4}), "reshape: cannot reshape array of shape (2,3) (size 6) into shape (4,)", E);
-  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4, -1}), "reshape: cannot reshape array of shape (2,3) into shape (4,-1)", E);
-  CHECK_THROWS_WITH_AS(reshape(zeros({6}), {-1, -1}), "reshape: can only specify one unknown dimension in (-1,-1)", E);
-  CHECK_THROWS_WITH_AS(sum(zeros({2, 3}), {2}), "sum: axis 2 is out of bounds for an array of rank 2", E);
+  CHECK_THROWS_WITH_AS(matmul(Array(1.f), zeros({2})),
+                       "matmul: operands must have rank >= 1, got () @ (2,)", E);
+  CHECK_THROWS_WITH_AS(matmul(ivec({1}), zeros({1})),
+                       "matmul: float32 operands required, got int32 (1,) @ float32 (1,)", E);
+  CHECK_THROWS_WITH_AS(zeros({2, 3}) + zeros({4}),
+                       "add: shapes (2,3) and (4,) cannot be broadcast together", E);
+  CHECK_THROWS_WITH_AS(multiply(zeros({2}), zeros({3})),
+                       "multiply: shapes (2,) and (3,) cannot be broadcast together", E);
+  CHECK_THROWS_WITH_AS(where(Array(true), zeros({2}), zeros({3})),
+                       "where: shapes (2,) and (3,) cannot be broadcast together", E);
+  CHECK_THROWS_WITH_AS(broadcast_to(zeros({3}), {4}),
+                       "broadcast_to: shapes (3,) and (4,) cannot be broadcast together", E);
+  CHECK_THROWS_WITH_AS(broadcast_to(zeros({3}), {3, 1}),
+                       "broadcast_to: cannot broadcast shape (3,) to (3,1)", E);
+  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4}),
+                       "reshape: cannot reshape array of shape (2,3) (size 6) into shape (4,)", E);
+  CHECK_THROWS_WITH_AS(reshape(zeros({2, 3}), {4, -1}),
+                       "reshape: cannot reshape array of shape (2,3) into shape (4,-1)", E);
+  CHECK_THROWS_WITH_AS(reshape(zeros({6}), {-1, -1}),
+                       "reshape: can only specify one unknown dimension in (-1,-1)", E);
+  CHECK_THROWS_WITH_AS(sum(zeros({2, 3}), {2}),
+                       "sum: axis 2 is out of bounds for an array of rank 2", E);
   CHECK_THROWS_WITH_AS(sum(zeros({2, 3}), {0, -2}), "sum: duplicate axis -2", E);
   CHECK_THROWS_WITH_AS(max(zeros({0})), "max: zero-size reduction over shape (0,)", E);
-  CHECK_THROWS_WITH_AS(argmax(zeros({2}), 1), "argmax: axis 1 is out of bounds for an array of rank 1", E);
-  CHECK_THROWS_WITH_AS(log_softmax(zeros({2}), 1), "log_softmax: axis 1 is out of bounds for an array of rank 1", E);
-  CHECK_THROWS_WITH_AS(softmax(zeros({2}), -2), "softmax: axis -2 is out of bounds for an array of rank 1", E);
-  CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), {0}), "transpose: permutation of length 1 for an array of shape (2,3)", E);
-  CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), {0, 0}), "transpose: repeated axis in permutation", E);
-  CHECK_THROWS_WITH_AS(swapaxes(zeros({2, 3}), 0, 2), "swapaxes: axis 2 is out of bounds for an array of rank 2", E);
-  CHECK_THROWS_WITH_AS(expand_dims(zeros({2}), 3), "expand_dims: axis 3 is out of bounds for an array of rank 2", E);
-  CHECK_THROWS_WITH_AS(squeeze(zeros({2, 1}), {0}), "squeeze: cannot select axis 0 of shape (2,1): its size is not 1", E);
+  CHECK_THROWS_WITH_AS(argmax(zeros({2}), 1),
+                       "argmax: axis 1 is out of bounds for an array of rank 1", E);
+  CHECK_THROWS_WITH_AS(log_softmax(zeros({2}), 1),
+                       "log_softmax: axis 1 is out of bounds for an array of rank 1", E);
+  CHECK_THROWS_WITH_AS(softmax(zeros({2}), -2),
+                       "softmax: axis -2 is out of bounds for an array of rank 1", E);
+  CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), {0}),
+                       "transpose: permutation of length 1 for an array of shape (2,3)", E);
+  CHECK_THROWS_WITH_AS(transpose(zeros({2, 3}), {0, 0}), "transpose: repeated axis in permutation",
+                       E);
+  CHECK_THROWS_WITH_AS(swapaxes(zeros({2, 3}), 0, 2),
+                       "swapaxes: axis 2 is out of bounds for an array of rank 2", E);
+  CHECK_THROWS_WITH_AS(expand_dims(zeros({2}), 3),
+                       "expand_dims: axis 3 is out of bounds for an array of rank 2", E);
+  CHECK_THROWS_WITH_AS(squeeze(zeros({2, 1}), {0}),
+                       "squeeze: cannot select axis 0 of shape (2,1): its size is not 1", E);
   CHECK_THROWS_WITH_AS(concatenate({}), "concatenate: need at least one array to concatenate", E);
-  CHECK_THROWS_WITH_AS(concatenate({Array(1.f), Array(2.f)}), "concatenate: zero-dimensional arrays cannot be concatenated", E);
-  CHECK_THROWS_WITH_AS(concatenate({zeros({2, 3}), zeros({2, 4})}), "concatenate: shapes (2,3) and (2,4) differ outside axis 0", E);
-  CHECK_THROWS_WITH_AS(concatenate({zeros({2, 3}), zeros({3})}), "concatenate: shapes (2,3) and (3,) differ outside axis 0", E);
-  CHECK_THROWS_WITH_AS(split(zeros({5, 2}), 2), "split: array of shape (5,2) cannot be split into 2 equal sections along axis 0", E);
-  CHECK_THROWS_WITH_AS(split(zeros({4}), 0), "split: number of sections must be positive, got 0", E);
-  CHECK_THROWS_WITH_AS(stack({zeros({2}), zeros({3})}), "stack: all input arrays must have the same shape, got (2,) and (3,)", E);
+  CHECK_THROWS_WITH_AS(concatenate({Array(1.f), Array(2.f)}),
+                       "concatenate: zero-dimensional arrays cannot be concatenated", E);
+  CHECK_THROWS_WITH_AS(concatenate({zeros({2, 3}), zeros({2, 4})}),
+                       "concatenate: shapes (2,3) and (2,4) differ outside axis 0", E);
+  CHECK_THROWS_WITH_AS(concatenate({zeros({2, 3}), zeros({3})}),
+                       "concatenate: shapes (2,3) and (3,) differ outside axis 0", E);
+  CHECK_THROWS_WITH_AS(
+      split(zeros({5, 2}), 2),
+      "split: array of shape (5,2) cannot be split into 2 equal sections along axis 0", E);
+  CHECK_THROWS_WITH_AS(split(zeros({4}), 0), "split: number of sections must be positive, got 0",
+                       E);
+  CHECK_THROWS_WITH_AS(stack({zeros({2}), zeros({3})}),
+                       "stack: all input arrays must have the same shape, got (2,) and (3,)", E);
   CHECK_THROWS_WITH_AS(stack({}), "stack: need at least one array to stack", E);
   CHECK_THROWS_WITH_AS(slice(zeros({3}), 0, 0, 3, 0), "slice: step must be positive, got 0", E);
-  CHECK_THROWS_WITH_AS(slice(zeros({3}), 1, 0, 3), "slice: axis 1 is out of bounds for an array of rank 1", E);
-  CHECK_THROWS_WITH_AS(slice(zeros({3}), {{0}, {0}}), "slice: too many indices for array: array is 1-dimensional, but 2 were indexed", E);
-  CHECK_THROWS_WITH_AS(index(zeros({3, 2}), 3), "index: index 3 is out of bounds for axis 0 with size 3", E);
-  CHECK_THROWS_WITH_AS(index(zeros({3}), -4), "index: index -4 is out of bounds for axis 0 with size 3", E);
-  CHECK_THROWS_WITH_AS(index(Array(1.f), 0), "index: too many indices for array: array is 0-dimensional, but 1 were indexed", E);
-  CHECK_THROWS_WITH_AS(take(zeros({5}), ivec({1, 5})), "take: index 5 is out of bounds for axis 0 with size 5", E);
-  CHECK_THROWS_WITH_AS(take(zeros({2, 5}), ivec({-6}), 1), "take: index -6 is out of bounds for axis 1 with size 5", E);
+  CHECK_THROWS_WITH_AS(slice(zeros({3}), 1, 0, 3),
+                       "slice: axis 1 is out of bounds for an array of rank 1", E);
+  CHECK_THROWS_WITH_AS(
+      slice(zeros({3}), {{0}, {0}}),
+      "slice: too many indices for array: array is 1-dimensional, but 2 were indexed", E);
+  CHECK_THROWS_WITH_AS(index(zeros({3, 2}), 3),
+                       "index: index 3 is out of bounds for axis 0 with size 3", E);
+  CHECK_THROWS_WITH_AS(index(zeros({3}), -4),
+                       "index: index -4 is out of bounds for axis 0 with size 3", E);
+  CHECK_THROWS_WITH_AS(
+      index(Array(1.f), 0),
+      "index: too many indices for array: array is 0-dimensional, but 1 were indexed", E);
+  CHECK_THROWS_WITH_AS(take(zeros({5}), ivec({1, 5})),
+                       "take: index 5 is out of bounds for axis 0 with size 5", E);
+  CHECK_THROWS_WITH_AS(take(zeros({2, 5}), ivec({-6}), 1),
+                       "take: index -6 is out of bounds for axis 1 with size 5", E);
   CHECK_THROWS_WITH_AS(take(zeros({5}), vec({1})), "take: indices must be int32, got float32", E);
   CHECK_THROWS_WITH_AS(take_along_axis(zeros({2, 3}), iarr({2, 1}, {0, 3}), 1),
                        "take_along_axis: index 3 is out of bounds for axis 1 with size 3", E);
-  CHECK_THROWS_WITH_AS(take_along_axis(zeros({2, 3}), ivec({0}), 1),
-                       "take_along_axis: indices must have the same rank as the array, got shapes (2,3) and (1,)", E);
+  CHECK_THROWS_WITH_AS(
+      take_along_axis(zeros({2, 3}), ivec({0}), 1),
+      "take_along_axis: indices must have the same rank as the array, got shapes (2,3) and (1,)",
+      E);
   CHECK_THROWS_WITH_AS(take_along_axis(zeros({2, 3}), iarr({4, 1}, {0, 0, 0, 0}), 1),
-                       "take_along_axis: array shape (2,3) and indices shape (4,1) cannot be broadcast together outside axis 1", E);
+                       "take_along_axis: array shape (2,3) and indices shape (4,1) cannot be "
+                       "broadcast together outside axis 1",
+                       E);
   CHECK_THROWS_WITH_AS(one_hot(ivec({0}), -1), "one_hot: num_classes must be >= 0, got -1", E);
   CHECK_THROWS_WITH_AS(tril(zeros({3})), "tril: array must be at least 2-D, got shape (3,)", E);
   CHECK_THROWS_WITH_AS(triu(Array(1.f)), "triu: array must be at least 2-D, got shape ()", E);
-  CHECK_THROWS_WITH_AS(arange(0, 1, 1, DType::bool_), "arange: dtype must be float32 or int32, got bool", E);
-  CHECK_THROWS_WITH_AS(dot(zeros({2, 2, 2}), zeros({2})), "dot: only rank <= 2 operands are supported, got (2,2,2) and (2,)", E);
+  CHECK_THROWS_WITH_AS(arange(0, 1, 1, DType::bool_),
+                       "arange: dtype must be float32 or int32, got bool", E);
+  CHECK_THROWS_WITH_AS(dot(zeros({2, 2, 2}), zeros({2})),
+                       "dot: only rank <= 2 operands are supported, got (2,2,2) and (2,)", E);
   CHECK_THROWS_WITH_AS(vdot(zeros({2}), zeros({3})), "vdot: sizes differ: (2,) and (3,)", E);
 }
