@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <future>
 #include <limits>
 #include <string>
 
@@ -22,45 +23,52 @@ std::string shown(const std::string& path) { return path.empty() ? "<root>" : pa
 
 // Python's repr(float(x)): shortest round-trip digits; positional when the decimal exponent is
 // in [-4, 16), else d.ddde+XX with at least two exponent digits; "1.0" keeps its ".0".
+// `v` is finite. Writes at most 25 bytes.
 char* py_float(double v, char* out) {
-  if (v == 0) return std::copy_n(std::signbit(v) ? "-0.0" : "0.0", std::signbit(v) ? 4 : 3, out);
-  char sci[40];
-  auto res = std::to_chars(sci, sci + sizeof sci, v, std::chars_format::scientific);
-  char* s = sci;
-  if (*s == '-') *out++ = *s++;
-  char digits[24];
-  int nd = 0;
-  for (; *s != 'e'; ++s)
-    if (*s != '.') digits[nd++] = *s;
+  if (v == 0) {
+    if (std::signbit(v)) *out++ = '-';
+    return std::copy_n("0.0", 3, out);
+  }
+  if (v < 0) {
+    *out++ = '-';
+    v = -v;
+  }
+  char sci[32];  // "d.ddddde-XX" or "de+XX"
+  char* end = std::to_chars(sci, sci + sizeof sci, v, std::chars_format::scientific).ptr;
+  char* e = end - 3;  // exponents have 2 or 3 digits
+  if (*e != 'e') --e;
   int exp = 0;
-  std::from_chars(s + 1 + (s[1] == '+'), res.ptr, exp);
+  for (char* c = e + 2; c < end; ++c) exp = exp * 10 + (*c - '0');
+  if (e[1] == '-') exp = -exp;
+  // digits: sci[0], then sci[2..e) when there is a '.'
+  const char* frac = sci + 2;
+  int nfrac = e > sci + 1 ? static_cast<int>(e - frac) : 0;
   if (exp < -4 || exp >= 16) {
-    *out++ = digits[0];
-    if (nd > 1) {
-      *out++ = '.';
-      out = std::copy_n(digits + 1, nd - 1, out);
-    }
+    out = std::copy(sci, e, out);
     *out++ = 'e';
     *out++ = exp < 0 ? '-' : '+';
-    int a = std::abs(exp);
-    if (a < 10) *out++ = '0';
-    return std::to_chars(out, out + 4, a).ptr;
+    int a = exp < 0 ? -exp : exp;
+    if (a >= 100) *out++ = static_cast<char>('0' + a / 100);
+    *out++ = static_cast<char>('0' + a / 10 % 10);
+    *out++ = static_cast<char>('0' + a % 10);
+    return out;
   }
   if (exp < 0) {  // 0.000ddd
     *out++ = '0';
     *out++ = '.';
-    out = std::fill_n(out, -exp - 1, '0');
-    return std::copy_n(digits, nd, out);
+    for (int i = 1; i < -exp; ++i) *out++ = '0';
+    *out++ = sci[0];
+    return std::copy_n(frac, nfrac, out);
   }
-  int int_digits = exp + 1;
-  if (nd <= int_digits) {  // ddd00.0
-    out = std::copy_n(digits, nd, out);
-    out = std::fill_n(out, int_digits - nd, '0');
+  *out++ = sci[0];  // d[ddd][.ddd] with exp digits before the point
+  if (nfrac <= exp) {
+    out = std::copy_n(frac, nfrac, out);
+    out = std::fill_n(out, exp - nfrac, '0');
     return std::copy_n(".0", 2, out);
   }
-  out = std::copy_n(digits, int_digits, out);
+  out = std::copy_n(frac, exp, out);
   *out++ = '.';
-  return std::copy_n(digits + int_digits, nd - int_digits, out);
+  return std::copy_n(frac + exp, nfrac - exp, out);
 }
 
 class JsonWriter {
@@ -109,45 +117,101 @@ class JsonWriter {
 
  private:
   template <class T>
-  void number(T v, const std::string& path) {
-    char* p = reserve(32);
+  char* number(T v, char* p, const std::string& path) {
     if constexpr (std::is_same_v<T, float>) {
-      if (!std::isfinite(v)) {
-        if (!opts_.allow_nan)
-          throw SerializationError("to_json: " + shown(path) + ": " +
-                                   (std::isnan(v) ? "NaN" : "infinity") +
-                                   " is not valid JSON (JsonOptions::allow_nan is false)");
-        const char* s = std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
-        n_ += std::strlen(s);
-        std::memcpy(p, s, std::strlen(s));
-        return;
-      }
-      n_ += py_float(static_cast<double>(v), p) - p;
+      if (std::isfinite(v)) return py_float(static_cast<double>(v), p);
+      if (!opts_.allow_nan)
+        throw SerializationError("to_json: " + shown(path) + ": " +
+                                 (std::isnan(v) ? "NaN" : "infinity") +
+                                 " is not valid JSON (JsonOptions::allow_nan is false)");
+      std::string_view s = std::isnan(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+      return std::copy(s.begin(), s.end(), p);
     } else if constexpr (std::is_same_v<T, uint8_t>) {
-      std::memcpy(p, v ? "true" : "false", v ? 4 : 5);
-      n_ += v ? 4 : 5;
+      return v ? std::copy_n("true", 4, p) : std::copy_n("false", 5, p);
     } else {
-      n_ += std::to_chars(p, p + 32, v).ptr - p;
+      return std::to_chars(p, p + 16, v).ptr;
     }
   }
   template <class T>
   void rows(const T* data, const Shape& s, size_t axis, int64_t& pos, const std::string& path) {
-    if (axis == s.size()) return number(data[pos++], path);
+    constexpr int64_t kMaxNumber = 27, kBlock = 4096;  // bytes per number incl. ", "; per reserve
+    if (axis == s.size()) {
+      char* p = reserve(kMaxNumber);
+      n_ = number(data[pos++], p, path) - buf_.data();
+      return;
+    }
     put("[");
-    for (int64_t i = 0; i < s[axis]; ++i) {
-      if (i) put(", ");
-      rows(data, s, axis + 1, pos, path);
+    if (axis + 1 == s.size()) {  // the innermost axis: a tight loop over one row
+      for (int64_t i = 0; i < s[axis]; i += kBlock) {
+        int64_t m = std::min(kBlock, s[axis] - i);
+        char* p = reserve(static_cast<size_t>(m * kMaxNumber));
+        for (int64_t j = 0; j < m; ++j) {
+          if (i + j) {
+            *p++ = ',';
+            *p++ = ' ';
+          }
+          p = number(data[pos++], p, path);
+        }
+        n_ = p - buf_.data();
+      }
+    } else {
+      for (int64_t i = 0; i < s[axis]; ++i) {
+        if (i) put(", ");
+        rows(data, s, axis + 1, pos, path);
+      }
     }
     put("]");
   }
   void leaf(const Array& a, const std::string& path) {
     int64_t pos = 0;
     switch (a.dtype()) {
-      case DType::float32: return rows(a.data<float>(), a.shape(), 0, pos, path);
+      case DType::float32:
+        if (a.size() >= kParallel && a.shape()[0] >= 2)
+          return parallel_rows(a.data<float>(), a.shape(), path);
+        return rows(a.data<float>(), a.shape(), 0, pos, path);
       case DType::int32: return rows(a.data<int32_t>(), a.shape(), 0, pos, path);
       case DType::uint32: return rows(a.data<uint32_t>(), a.shape(), 0, pos, path);
       case DType::bool_: return rows(a.data<uint8_t>(), a.shape(), 0, pos, path);
     }
+  }
+
+  // Shortest-repr printing costs ~50 ns a number, so big float arrays are printed by two threads,
+  // each taking half of a batch of leading-axis elements; text is emitted in order.
+  static constexpr int64_t kParallel = 1 << 18, kBatchNumbers = 1 << 22;
+  void parallel_rows(const float* data, const Shape& s, const std::string& path) {
+    int64_t lead = s[0], per = numel(s) / lead;
+    int64_t batch = std::max<int64_t>(2, kBatchNumbers / std::max<int64_t>(per, 1));
+    auto work = [&](int64_t from, int64_t count) {
+      std::string out;
+      out.reserve(static_cast<size_t>(count * per) * 24);
+      ByteSink to_out = [&](const char* p, size_t n) { out.append(p, n); };
+      JsonWriter w(to_out, opts_);
+      int64_t pos = from * per;
+      for (int64_t i = 0; i < count; ++i) {
+        if (i) w.put(", ");
+        w.rows(data, s, 1, pos, path);
+      }
+      w.flush();
+      return out;
+    };
+    put("[");
+    for (int64_t b = 0; b < lead; b += batch) {
+      int64_t m = std::min(batch, lead - b), half = (m + 1) / 2;
+      auto second = std::async(std::launch::async, work, b + half, m - half);
+      std::string first = work(b, half);
+      std::string rest = second.get();
+      if (b) put(", ");
+      emit(first);
+      if (!rest.empty()) {
+        put(", ");
+        emit(rest);
+      }
+    }
+    put("]");
+  }
+  void emit(const std::string& big) {
+    flush();
+    sink_(big.data(), big.size());
   }
 
   static constexpr size_t kBuf = 1 << 20;
@@ -245,7 +309,7 @@ class JsonReader {
     while (p_ < end_ && *p_ != '"') {
       if (*p_ == '\\') {
         escaped = true;
-        ++p_;
+        if (++p_ == end_) break;  // a trailing backslash: stop at end_, never past it
       }
       ++p_;
     }
@@ -260,58 +324,60 @@ class JsonReader {
   }
 
   void scalar(LeafValues& lv, const std::string& path) {
-    const char* s = p_;
-    auto word = [&](std::string_view w) {
-      if (static_cast<size_t>(end_ - p_) >= w.size() && std::string_view(p_, w.size()) == w) {
-        p_ += w.size();
-        return true;
+    char c = *p_;
+    bool numeric = (c >= '0' && c <= '9') || (c == '-' && p_ + 1 < end_ && p_[1] != 'I');
+    if (!numeric) return word(lv, path);
+    bool is_float = false;
+    const char* e = p_;
+    for (; e < end_; ++e) {
+      char d = *e;
+      if ((d >= '0' && d <= '9') || d == '-') continue;
+      if (d == '.' || d == 'e' || d == 'E' || d == '+') {
+        is_float = true;
+        continue;
       }
-      return false;
-    };
-    if (word("true") || word("false")) {
-      lv.any_bool = true;
-      lv.values.push_back(*s == 't');
-      return;
+      break;
     }
     double v;
-    if (word("NaN")) {
-      v = std::numeric_limits<double>::quiet_NaN();
-    } else if (word("Infinity")) {
-      v = std::numeric_limits<double>::infinity();
-    } else if (word("-Infinity")) {
-      v = -std::numeric_limits<double>::infinity();
+    std::from_chars_result r;
+    if (is_float) {
+      r = std::from_chars(p_, e, v);
     } else {
-      bool is_float = false;
-      const char* e = p_;
-      while (e < end_ && ((*e >= '0' && *e <= '9') || *e == '-' || *e == '+' || *e == '.' ||
-                          *e == 'e' || *e == 'E')) {
-        is_float = is_float || *e == '.' || *e == 'e' || *e == 'E';
-        ++e;
-      }
-      if (e == p_) fail(shown(path) + ": expected a number, true, false, '[' or '{'");
-      std::from_chars_result r;
-      if (is_float) {
-        r = std::from_chars(p_, e, v);
-      } else {
-        int64_t i = 0;
-        r = std::from_chars(p_, e, i);
-        if (r.ec == std::errc::result_out_of_range)
-          fail(shown(path) + ": integer " + std::string(p_, e) + " out of range");
-        v = static_cast<double>(i);
-        if (!lv.any_int) lv.int_min = lv.int_max = v;
-        lv.any_int = true;
-        lv.int_min = std::min(lv.int_min, v);
-        lv.int_max = std::max(lv.int_max, v);
-      }
-      if (r.ec != std::errc() || r.ptr != e)
-        fail(shown(path) + ": bad number '" + std::string(p_, e) + "'");
-      p_ = e;
-      lv.values.push_back(v);
-      lv.any_float = lv.any_float || is_float;
-      return;
+      int64_t i = 0;
+      r = std::from_chars(p_, e, i);
+      if (r.ec == std::errc::result_out_of_range)
+        fail(shown(path) + ": integer " + std::string(p_, e) + " out of range");
+      v = static_cast<double>(i);
+      if (!lv.any_int) lv.int_min = lv.int_max = v;
+      lv.any_int = true;
+      lv.int_min = std::min(lv.int_min, v);
+      lv.int_max = std::max(lv.int_max, v);
     }
-    lv.any_float = true;
+    if (r.ec != std::errc() || r.ptr != e)
+      fail(shown(path) + ": bad number '" + std::string(p_, e) + "'");
+    p_ = e;
     lv.values.push_back(v);
+    lv.any_float = lv.any_float || is_float;
+  }
+
+  // true / false, and Python's NaN / Infinity / -Infinity.
+  void word(LeafValues& lv, const std::string& path) {
+    static constexpr std::pair<std::string_view, double> kWords[] = {
+        {"true", 1.0},
+        {"false", 0.0},
+        {"NaN", std::numeric_limits<double>::quiet_NaN()},
+        {"Infinity", std::numeric_limits<double>::infinity()},
+        {"-Infinity", -std::numeric_limits<double>::infinity()}};
+    for (size_t i = 0; i < std::size(kWords); ++i) {
+      auto [w, v] = kWords[i];
+      if (static_cast<size_t>(end_ - p_) >= w.size() && std::string_view(p_, w.size()) == w) {
+        p_ += w.size();
+        (i < 2 ? lv.any_bool : lv.any_float) = true;
+        lv.values.push_back(v);
+        return;
+      }
+    }
+    fail(shown(path) + ": expected a number, true, false, '[' or '{'");
   }
 
   [[noreturn]] void ragged(const std::string& path, size_t depth, const std::string& what) {
@@ -320,6 +386,8 @@ class JsonReader {
 
   // A list at nesting depth `depth` (0 = outermost); p_ is on its '['.
   void list(LeafValues& lv, size_t depth, const std::string& path) {
+    if (depth >= Shape::kMaxRank)  // also bounds the recursion on "[[[[..."
+      fail(shown(path) + ": lists nested deeper than 8 levels (arrays have rank <= 8)");
     ++p_;
     if (lv.dims.size() <= depth) lv.dims.resize(depth + 1, -1);
     int64_t count = 0;

@@ -1,0 +1,147 @@
+// `flaxpp inspect FILE` and `flaxpp convert IN OUT`: look into and convert checkpoints
+// (.msgpack as flax.serialization.to_bytes writes it, .json as a nested-list state dict).
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "cli/commands.hpp"
+#include "core/serialization.hpp"
+
+namespace {
+
+using namespace flaxpp;
+
+// 31013408 -> "31,013,408"
+std::string with_commas(int64_t n) {
+  std::string digits = std::to_string(n < 0 ? -n : n), out = n < 0 ? "-" : "";
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return out;
+}
+
+// Flax tabulate's _bytes_repr: decimal units, one decimal place ("41.0 MB", "512 B").
+std::string bytes_repr(int64_t b) {
+  char buf[64];
+  double v = static_cast<double>(b);
+  if (v > 1e9)
+    std::snprintf(buf, sizeof buf, "%.1f GB", v / 1e9);
+  else if (v > 1e6)
+    std::snprintf(buf, sizeof buf, "%.1f MB", v / 1e6);
+  else if (v > 1e3)
+    std::snprintf(buf, sizeof buf, "%.1f KB", v / 1e3);
+  else
+    return with_commas(b) + " B";
+  return buf;
+}
+
+int usage(const char* text, int code) {
+  (code ? std::cerr : std::cout) << text;
+  return code;
+}
+
+const char* kInspectUsage =
+    "usage: flaxpp inspect FILE [--sorted]\n"
+    "  Lists every array in a .msgpack or .json checkpoint: '/'-path, dtype, shape, element\n"
+    "  count and bytes, then the totals (Flax tabulate's units). File order by default;\n"
+    "  --sorted lists paths in JAX's tree_leaves order.\n";
+
+int run_inspect(int argc, char** argv) {
+  std::string file;
+  bool sorted = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") return usage(kInspectUsage, 0);
+    if (a == "--sorted")
+      sorted = true;
+    else if (!a.empty() && a[0] == '-')
+      return usage(kInspectUsage, 2);
+    else if (file.empty())
+      file = a;
+    else
+      return usage(kInspectUsage, 2);
+  }
+  if (file.empty()) return usage(kInspectUsage, 2);
+
+  Tree t = load(file);
+  std::vector<std::pair<std::string, Array>> flat;
+  if (sorted)  // tree_map_with_path visits leaves in tree_leaves' order (keys sorted per level)
+    tree_map_with_path(
+        [&](const std::string& path, const Array& a) {
+          flat.emplace_back(path, a);
+          return a;
+        },
+        t);
+  else
+    flat = flatten_dict(t);
+  struct Row {
+    std::string path, dtype, shape, count, bytes;
+  };
+  std::vector<Row> rows;
+  size_t w[5] = {4, 5, 5, 6, 5};  // header widths: path dtype shape params bytes
+  for (const auto& [path, a] : flat) {
+    Row r{path.empty() ? "<root>" : path, dtype_name(a.dtype()), to_string(a.shape()),
+          with_commas(a.size()), bytes_repr(static_cast<int64_t>(a.nbytes()))};
+    w[0] = std::max(w[0], r.path.size());
+    w[1] = std::max(w[1], r.dtype.size());
+    w[2] = std::max(w[2], r.shape.size());
+    w[3] = std::max(w[3], r.count.size());
+    w[4] = std::max(w[4], r.bytes.size());
+    rows.push_back(std::move(r));
+  }
+  auto line = [&](const std::string& a, const std::string& b, const std::string& c,
+                  const std::string& d, const std::string& e) {
+    std::printf("%-*s  %-*s  %-*s  %*s  %*s\n", static_cast<int>(w[0]), a.c_str(),
+                static_cast<int>(w[1]), b.c_str(), static_cast<int>(w[2]), c.c_str(),
+                static_cast<int>(w[3]), d.c_str(), static_cast<int>(w[4]), e.c_str());
+  };
+  std::printf("%s: %s, %s bytes\n", file.c_str(),
+              format_of(file) == Format::json ? "JSON" : "Flax msgpack",
+              with_commas(static_cast<int64_t>(std::filesystem::file_size(file))).c_str());
+  line("path", "dtype", "shape", "params", "bytes");
+  for (const auto& r : rows) line(r.path, r.dtype, r.shape, r.count, r.bytes);
+  int64_t bytes = param_bytes(t);
+  std::printf("Total Parameters: %s (%s) in %zu arrays\n", with_commas(param_count(t)).c_str(),
+              bytes_repr(bytes).c_str(), flat.size());
+  return 0;
+}
+
+const char* kConvertUsage =
+    "usage: flaxpp convert IN OUT [--sort-keys]\n"
+    "  Converts a checkpoint between Flax msgpack and JSON, by extension (.msgpack / .json).\n"
+    "  Keys keep the input's order; --sort-keys writes JSON in JAX's sorted key order.\n"
+    "  JSON has no dtypes: numbers with '.' load as float32, others as int32.\n";
+
+int run_convert(int argc, char** argv) {
+  std::vector<std::string> files;
+  SaveOptions opts;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") return usage(kConvertUsage, 0);
+    if (a == "--sort-keys")
+      opts.json.sort_keys = true;
+    else if (!a.empty() && a[0] == '-')
+      return usage(kConvertUsage, 2);
+    else
+      files.push_back(a);
+  }
+  if (files.size() != 2) return usage(kConvertUsage, 2);
+  format_of(files[1]);  // fail on a bad output extension before reading the input
+  Tree t = load(files[0]);
+  save(files[1], t, opts);
+  std::printf("%s -> %s: %s parameters in %zu arrays\n", files[0].c_str(), files[1].c_str(),
+              with_commas(param_count(t)).c_str(), tree_leaves(t).size());
+  return 0;
+}
+
+cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json checkpoint",
+                          run_inspect);
+cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack and .json",
+                          run_convert);
+
+}  // namespace
