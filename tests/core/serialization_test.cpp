@@ -324,6 +324,33 @@ TEST_CASE("JSON: big float arrays (printed by two threads) round-trip in order")
         "to_json: w: NaN is not valid JSON (JsonOptions::allow_nan is false)");
 }
 
+TEST_CASE("JSON: big lists (parsed by two threads) keep the one-thread results and errors") {
+  std::string ints = "[", ragged = "[";
+  for (int i = 0; i < 600000; ++i) ints += (i ? ", " : "") + std::to_string(i - 300000);
+  for (int i = 0; i < 1000000; ++i)
+    ragged += std::string(i ? ", " : "") + (i == 800000 ? "[1, 2]" : "[3]");
+  ints += "]";
+  ragged += "]";
+  Array a = from_json(ints).array();
+  CHECK(a.dtype() == DType::int32);
+  CHECK(a.shape() == Shape{600000});
+  CHECK(a.data<int32_t>()[599999] == 299999);
+  CHECK(error_of([&] { from_json(ragged); }) ==
+        "from_json: line 1, column 4000008: <root>: ragged nested list at depth 1: lists of length "
+        "1 and 2");
+  CHECK(error_of([&] { from_json(ints.substr(0, ints.size() - 1)); }) ==
+        "from_json: line 1, column " + std::to_string(ints.size()) + ": unexpected end of input");
+  // rank 3, with a float only in the second half: the halves' dtypes merge to float32
+  std::string r3 = "[";
+  for (int i = 0; i < 500000; ++i)
+    r3 += std::string(i ? ", " : "") + (i == 499999 ? "[[0.5, 1]]" : "[[1, 2]]");
+  r3 += "]";
+  Array b = from_json(r3).array();
+  CHECK(b.shape() == Shape{500000, 1, 2});
+  CHECK(b.dtype() == DType::float32);
+  CHECK(b.data<float>()[999998] == 0.5f);
+}
+
 TEST_CASE("JSON: dtype inference without a target, conversion with one") {
   Tree t = from_json(R"({"f": [1.0, 2], "i": [[1, -2]], "u": 4294967295, "b": [true], )"
                      R"("e": [], "s": 1e3, "n": {}})");
