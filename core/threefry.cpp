@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -22,11 +23,28 @@ constexpr int64_t kBlock = 64 * kPiece;  // items a thread takes at a time (128K
 alignas(64) constexpr uint32_t kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 static_assert(kLanes <= 16);
 
+template <int R, class T>
+inline T rotl(const T& x) {
+#if XSIMD_WITH_AVX2
+  // Whole-byte rotations as one byte shuffle instead of two shifts and an or: AVX2 has one
+  // shift port, and the shifts are what bounds this loop.
+  if constexpr (std::is_same_v<T, U32> && (R == 16 || R == 24)) {
+    const __m256i bytes =
+        R == 16 ? _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1,
+                                   6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)
+                : _mm256_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 1, 2, 3, 0,
+                                   5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
+    return U32(_mm256_shuffle_epi8(x, bytes));
+  }
+#endif
+  return (x << R) | (x >> (32 - R));
+}
+
 // One Threefry round: T is uint32_t or a batch of them (same arithmetic, lane by lane).
 template <int R, class T>
 inline void mix(T& x0, T& x1) {
   x0 += x1;
-  x1 = (x1 << R) | (x1 >> (32 - R));
+  x1 = rotl<R>(x1);
   x1 ^= x0;
 }
 
