@@ -1,9 +1,5 @@
 #include "core/array.hpp"
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -24,16 +20,6 @@ Buffer::Buffer(size_t bytes) : bytes_(bytes) {
   auto at = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + 63) & ~uintptr_t{63};
   data_ = reinterpret_cast<void*>(at);
   static_cast<void**>(data_)[-1] = raw;
-#ifdef __linux__
-  // Large outputs are fresh mmap'ed memory: first-touch faults on 4 KiB pages cost as much as
-  // the op itself (a 64 MiB add ran at a sixth of loop speed); transparent huge pages cut
-  // them 512-fold. Only the whole 2 MiB pages inside the buffer are advised.
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (bytes >= 2 * kHuge) {
-    uintptr_t lo = (at + kHuge - 1) & ~(kHuge - 1), hi = (at + bytes) & ~(kHuge - 1);
-    if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_HUGEPAGE);
-  }
-#endif
 }
 
 Buffer::~Buffer() { std::free(static_cast<void**>(data_)[-1]); }
