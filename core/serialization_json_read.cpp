@@ -236,27 +236,29 @@ class JsonReader {
   // A big list (p_ on its '[') parsed by two threads, split at an outermost element boundary
   // near the middle. Returns false, having consumed nothing, when the list is small or anything
   // looks unusual; the one-thread parse then runs (and reports errors with exact positions).
-  bool parallel_list(LeafValues& lv, const std::string& path) {
+  bool parallel_list(LeafValues& lv, const std::string& path, size_t expected) {
     constexpr ptrdiff_t kMinBytes = 1 << 22;
     const char* start = p_;
     if (end_ - start < kMinBytes) return false;
     int rank = 0;  // from the leading brackets: "[[[" -> 3
     for (const char* q = start; q < end_ && (*q == '[' || *q == ' ' || *q == '\n'); ++q)
       rank += *q == '[';
-    const char* close = nullptr;  // the matching ']'
+    // The matching ']', found with memchr (a bracket per row, not per number). Text that is not
+    // a list of numbers makes a half fail below, and the one-thread parse takes over.
+    const char* close = nullptr;
     int depth = 0;
-    for (const char* q = start; q < end_; ++q) {
-      char c = *q;
-      if (c == '[') {
+    for (const char* q = start;;) {
+      auto* rb = static_cast<const char*>(std::memchr(q, ']', static_cast<size_t>(end_ - q)));
+      if (!rb) return false;
+      for (const char* lb = q;
+           (lb = static_cast<const char*>(std::memchr(lb, '[', static_cast<size_t>(rb - lb))));
+           ++lb)
         ++depth;
-      } else if (c == ']') {
-        if (--depth == 0) {
-          close = q;
-          break;
-        }
-      } else if (c == '"' || c == '{' || c == '}') {
-        return false;
+      if (--depth == 0) {
+        close = rb;
+        break;
       }
+      q = rb + 1;
     }
     if (!close || close - start < kMinBytes || rank < 1 || rank > int{Shape::kMaxRank})
       return false;
@@ -273,6 +275,7 @@ class JsonReader {
     auto parse_half = [&](const char* from, const char* to) {
       JsonReader r(begin_, from, to);
       Half h;
+      h.lv.values.reserve(expected / 2 + 1024);
       h.lv.dims.assign(1, -1);
       h.count = r.elements(h.lv, 0, path, /*half=*/true);
       if (!r.at_end()) r.fail("split list");
@@ -309,9 +312,12 @@ class JsonReader {
 
   Array leaf(const Array* target, const std::string& path) {
     LeafValues lv;
-    if (target) lv.values.reserve(static_cast<size_t>(target->size()));
     if (peek() == '[') {
-      if (!parallel_list(lv, path)) list(lv, 0, path);
+      size_t expected = target ? static_cast<size_t>(target->size()) : 0;
+      if (!parallel_list(lv, path, expected)) {
+        lv.values.reserve(expected);
+        list(lv, 0, path);
+      }
     } else {
       lv.rank = 0;
       scalar(lv, path);
