@@ -25,7 +25,7 @@ Buffer::Buffer(size_t bytes) : bytes_(bytes) {
 Buffer::~Buffer() { std::free(static_cast<void**>(data_)[-1]); }
 
 Array::Array(Shape shape, DType dtype, std::shared_ptr<Buffer> buffer)
-    : shape_(shape), dtype_(dtype), buffer_(std::move(buffer)) {}
+    : shape_(shape), size_(numel(shape)), dtype_(dtype), buffer_(std::move(buffer)) {}
 
 namespace {
 // The storage of every default-constructed Array (a float32 scalar 0): placeholders such as

@@ -90,7 +90,7 @@ class Array {
 
   const Shape& shape() const { return shape_; }
   size_t ndim() const { return shape_.size(); }
-  int64_t size() const { return numel(shape_); }
+  int64_t size() const { return size_; }
   DType dtype() const { return dtype_; }
   size_t nbytes() const { return static_cast<size_t>(size()) * itemsize(dtype_); }
   bool is_float() const { return dtype_ == DType::float32; }
@@ -136,6 +136,7 @@ class Array {
   void check_dtype(DType want, const char* what) const;
 
   Shape shape_;
+  int64_t size_ = 1;  // numel(shape_), cached: kernels ask for it in hot loops
   DType dtype_ = DType::float32;
   std::shared_ptr<Buffer> buffer_;
   std::shared_ptr<autodiff::Node> node_;

@@ -45,6 +45,39 @@ void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn f
   }
 }
 
+// As for_each_broadcast, but only for the innermost-axis runs [run_begin, run_end) (a run is one
+// row of the last axis), so a broadcast loop can be split across threads.
+template <class Fn>
+void for_each_broadcast_runs(const Shape& out, const Shape& sa, const Shape& sb, int64_t run_begin, int64_t run_end,
+                             Fn fn) {
+  if (out.empty()) {
+    if (run_begin == 0 && run_end > 0) fn(0, 0, 0, 1, 0, 0);
+    return;
+  }
+  size_t nd = out.size();
+  int64_t inner = out[nd - 1];
+  int64_t idx[Shape::kMaxRank] = {0};
+  int64_t ao = 0, bo = 0, rem = run_begin;
+  for (size_t d = nd - 1; d-- > 0;) {
+    idx[d] = rem % out[d];
+    rem /= out[d];
+    ao += idx[d] * sa[d];
+    bo += idx[d] * sb[d];
+  }
+  for (int64_t run = run_begin; run < run_end; ++run) {
+    fn(run * inner, ao, bo, inner, sa[nd - 1], sb[nd - 1]);
+    for (size_t d = nd - 1; d-- > 0;) {
+      ++idx[d];
+      ao += sa[d];
+      bo += sb[d];
+      if (idx[d] < out[d]) break;
+      ao -= sa[d] * out[d];
+      bo -= sb[d] * out[d];
+      idx[d] = 0;
+    }
+  }
+}
+
 // Materialises `a` broadcast to `out` (contiguous copy).
 template <class T>
 void broadcast_copy(const T* src, const Shape& s, T* dst, const Shape& out) {
