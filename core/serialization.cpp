@@ -9,6 +9,7 @@
 #include <cstring>
 #include <random>
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 namespace flaxpp {
@@ -164,43 +165,59 @@ void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions
 }
 
 namespace {
-std::string read_file(const std::filesystem::path& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) io_error("load", path, "cannot open", errno);
-  struct stat st {};
-  std::string data;
-  if (::fstat(fd, &st) == 0 && st.st_size > 0) data.reserve(static_cast<size_t>(st.st_size));
-  char chunk[1 << 16];
-  while (true) {
-    size_t room = data.capacity() - data.size();
-    if (room >= sizeof chunk) {  // read straight into the string's spare capacity
-      size_t old = data.size();
-      data.resize(data.capacity());
-      ssize_t r = ::read(fd, data.data() + old, room);
-      data.resize(old + (r > 0 ? static_cast<size_t>(r) : 0));
-      if (r == 0) break;
-      if (r < 0 && errno != EINTR) {
+
+// A file's bytes: mapped when possible (no copy; parsing copies once, into the arrays), read
+// into memory otherwise (pipes, /proc files).
+class FileBytes {
+ public:
+  explicit FileBytes(const std::filesystem::path& path) : path_(path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) io_error("load", path, "cannot open", errno);
+    struct stat st {};
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+      size_ = static_cast<size_t>(st.st_size);
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      if (p != MAP_FAILED) {
+        map_ = p;
         ::close(fd);
-        io_error("load", path, "read failed", errno);
+        return;
       }
-      continue;
     }
-    ssize_t r = ::read(fd, chunk, sizeof chunk);
-    if (r == 0) break;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      io_error("load", path, "read failed", errno);
+    size_ = 0;
+    char chunk[1 << 16];
+    while (true) {
+      ssize_t r = ::read(fd, chunk, sizeof chunk);
+      if (r == 0) break;
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        ::close(fd);
+        io_error("load", path, "read failed", err);
+      }
+      data_.append(chunk, static_cast<size_t>(r));
     }
-    data.append(chunk, static_cast<size_t>(r));
+    ::close(fd);
   }
-  ::close(fd);
-  return data;
-}
+  ~FileBytes() {
+    if (map_) ::munmap(map_, size_);
+  }
+  FileBytes(const FileBytes&) = delete;
+  FileBytes& operator=(const FileBytes&) = delete;
+  std::string_view text() const {
+    return map_ ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(data_);
+  }
+
+ private:
+  std::filesystem::path path_;
+  void* map_ = nullptr;
+  size_t size_ = 0;
+  std::string data_;
+};
 
 Tree load_impl(const std::filesystem::path& path, const Tree* target, const RestoreOptions& o) {
   Format format = format_of(path);
-  std::string data = read_file(path);
+  FileBytes file(path);
+  std::string_view data = file.text();
   try {
     if (format == Format::json) return target ? from_json(*target, data, o) : from_json(data);
     std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()), data.size());
