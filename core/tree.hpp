@@ -17,7 +17,7 @@
 // A node is either a leaf (an Array) or a dict from string keys to nodes. Keys must be non-empty
 // and must not contain '/', so every node has one '/'-joined path ("params/Dense_0/kernel"; the
 // root is ""). Copies are O(1): nodes are immutable and shared; "updating" copies only the dicts
-// on the path to the change.
+// on the path to the change. Being immutable, trees can be shared between threads freely.
 //
 // Two orders, as in Flax + JAX:
 // - insertion order (the order keys were first added) is kept by keys(), items(), printing,
