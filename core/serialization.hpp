@@ -35,8 +35,9 @@
 //   'e', NaN or Infinity -> float32 (numbers are parsed as float64 and rounded, as numpy does);
 //   otherwise int32, or uint32 if a value exceeds INT32_MAX. Empty lists give a 0 dimension
 //   ([] -> (0,), [[], []] -> (2, 0)).
-// - reading with a target uses the target's dtypes: integer numbers are accepted for a float32
-//   leaf; floats for an int leaf, numbers for a bool leaf (or the reverse) are a dtype mismatch.
+// - reading with a target checks the inferred dtype against it, strictly: integer literals for
+//   a float32 leaf ("dtype int32 in file, float32 in target"), floats for an int leaf, numbers
+//   for a bool leaf are errors; integer literals fit int32 and uint32 leaves (range-checked).
 //   An empty list matches a target shape with a 0 dimension, e.g. [] for (0, 3).
 //
 // Restoring against a target (from_bytes / from_json / load with a target, from_state_dict) is

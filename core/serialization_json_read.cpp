@@ -331,9 +331,9 @@ class JsonReader {
       file = DType::uint32;
     DType dt = file;
     if (target) {
-      // Integers are fine for a float32 leaf; anything else must agree with the target.
+      // Strict, as for msgpack: a float32 leaf needs float literals (Python writes 1.0, never
+      // 1). Integer literals fit int32 or uint32 leaves (range-checked below).
       bool ok = target->dtype() == file ||
-                (target->dtype() == DType::float32 && file != DType::bool_) ||
                 (target->dtype() == DType::uint32 && file == DType::int32) ||
                 (target->dtype() == DType::int32 && file == DType::uint32) || lv.values.empty();
       if (!ok)

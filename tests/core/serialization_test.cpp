@@ -365,10 +365,18 @@ TEST_CASE("JSON: dtype inference without a target, conversion with one") {
   CHECK(t["n"].is_dict());
   CHECK(t.keys() == std::vector<std::string>{"f", "i", "u", "b", "e", "s", "n"});
 
-  // A target decides: ints are fine for float32, [] fits a (0, 3) leaf.
+  // Against a target: [] fits a (0, 3) leaf; integer literals are not float32.
   Tree target{{"w", Array::empty({2}, DType::float32)},
               {"z", Array::empty({0, 3}, DType::float32)}};
-  Tree r = from_json(target, R"({"z": [], "w": [1, 2]})");
+  Tree r = from_json(target, R"({"z": [], "w": [1.0, 2e0]})");
+  CHECK(error_of([&] { from_json(target, R"({"z": [], "w": [1, 2]})"); }) ==
+        "restore: w: dtype int32 in file, float32 in target");
+  Tree utarget{{"key", Array::from({2}, std::vector<uint32_t>{0, 0})}};
+  CHECK(from_json(utarget, R"({"key": [0, 4294967295]})")["key"].array().data<uint32_t>()[1] ==
+        4294967295u);
+  CHECK(from_json(utarget, R"({"key": [1, 2]})")["key"].array().dtype() == DType::uint32);
+  CHECK(error_of([&] { from_json(utarget, R"({"key": [-1, 2]})"); }) ==
+        "from_json: line 1, column 16: key: integer -1 out of range for uint32");
   CHECK(r["w"].array().dtype() == DType::float32);
   CHECK(r["z"].array().shape() == Shape{0, 3});
   CHECK(r.keys() == std::vector<std::string>{"w", "z"});  // the target's order
