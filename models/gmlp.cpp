@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/ops.hpp"
+#include "nn/losses.hpp"
 
 namespace flaxpp::models {
 
@@ -169,9 +170,7 @@ Array next_token_loss(const Array& logits, const Array& tokens) {
   if (L < 2) throw std::invalid_argument("next_token_loss: need at least 2 tokens, got " + std::to_string(L));
   Array pred = jnp::slice(lg, 1, 0, L - 1);         // (B, L-1, V)
   Array target = jnp::slice(tk, 1, 1, L);           // (B, L-1)
-  Array logp = jnp::log_softmax(pred, -1);
-  Array picked = jnp::take_along_axis(logp, jnp::expand_dims(target, -1), -1);
-  return -jnp::mean(picked);
+  return jnp::mean(optax::softmax_cross_entropy_with_integer_labels(pred, target));
 }
 
 }  // namespace flaxpp::models

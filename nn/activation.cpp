@@ -4,15 +4,13 @@
 #include <numbers>
 
 #include "core/autodiff.hpp"
+#include "core/ops_fused.hpp"
 
 namespace flaxpp::nn {
 
 Array gelu(const Array& x, bool approximate) {
-  if (approximate) {
-    const float k = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
-    Array cdf = 0.5f * (1.f + jnp::tanh(k * (x + 0.044715f * (x * x * x))));
-    return x * cdf;
-  }
+  // x * 0.5 * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) in one pass (core/ops_fused.hpp).
+  if (approximate) return fused::gelu_tanh(x);
   return x * (jnp::erf(x / static_cast<float>(std::numbers::sqrt2)) + 1.f) / 2.f;
 }
 

@@ -1,6 +1,7 @@
 #include "nn/linear.hpp"
 
 #include "core/ops.hpp"
+#include "core/ops_fused.hpp"
 
 namespace flaxpp::nn {
 
@@ -10,9 +11,9 @@ Array Dense::operator()(Scope& s, const Array& x) const {
     s.fail(std::string("expected a float32 input of rank >= 1, got ") + dtype_name(x.dtype()) + " " +
            to_string(x.shape()));
   Array kernel = s.param("kernel", kernel_init, {x.shape().back(), features});
-  Array y = jnp::matmul(x, kernel);
-  if (use_bias) y = y + s.param("bias", bias_init, {features});
-  return y;
+  std::optional<Array> bias;
+  if (use_bias) bias = s.param("bias", bias_init, {features});
+  return fused::dense(x, kernel, bias);  // = x @ kernel + bias, one pass (core/ops_fused.hpp)
 }
 
 Array Embed::embedding(Scope& s) const {

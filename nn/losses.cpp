@@ -2,6 +2,8 @@
 
 #include <stdexcept>
 
+#include "core/ops_fused.hpp"
+
 namespace flaxpp::optax {
 
 Array softmax_cross_entropy(const Array& logits, const Array& labels) {
@@ -11,22 +13,9 @@ Array softmax_cross_entropy(const Array& logits, const Array& labels) {
   return -jnp::sum(labels * jnp::log_softmax(logits, -1), {-1});
 }
 
+// logsumexp(logits) - logits[label] per row, in one fused pass (core/ops_fused.hpp).
 Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array& labels) {
-  if (labels.dtype() != DType::int32)
-    throw std::invalid_argument(std::string("softmax_cross_entropy_with_integer_labels: labels must be int32, got ") +
-                                dtype_name(labels.dtype()));
-  Shape expect(std::span<const int64_t>(logits.shape().begin(), logits.ndim() ? logits.ndim() - 1 : 0));
-  if (logits.ndim() == 0 || labels.shape() != expect)
-    throw std::invalid_argument("softmax_cross_entropy_with_integer_labels: logits " + to_string(logits.shape()) +
-                                " need labels of shape " + to_string(expect) + ", got " + to_string(labels.shape()));
-  int64_t C = logits.shape().back();
-  const int32_t* p = labels.data<int32_t>();
-  for (int64_t i = 0; i < labels.size(); ++i)
-    if (p[i] < 0 || p[i] >= C)
-      throw std::invalid_argument("softmax_cross_entropy_with_integer_labels: label " + std::to_string(p[i]) +
-                                  " at flat position " + std::to_string(i) + " is outside [0, " + std::to_string(C) + ")");
-  Array label_logits = jnp::squeeze(jnp::take_along_axis(logits, jnp::expand_dims(labels, -1), -1), {-1});
-  return jnp::logsumexp(logits, {-1}) - label_logits;
+  return fused::softmax_cross_entropy_with_integer_labels(logits, labels);
 }
 
 Array l2_loss(const Array& predictions, const Array& targets) {

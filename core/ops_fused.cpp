@@ -1,0 +1,394 @@
+// Fused primitives (see ops_fused.hpp): forward kernel, fused backward kernel, and the composite
+// definition that the backward falls back to (through vjp) when it is itself differentiated.
+#include "core/ops_fused.hpp"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <numbers>
+#include <vector>
+#include <xsimd/xsimd.hpp>
+
+#include "core/autodiff.hpp"
+#include "core/ops.hpp"
+#include "core/parallel.hpp"
+
+namespace flaxpp::fused {
+
+using autodiff::needs_grad;
+using autodiff::record;
+using Need = std::vector<bool>;
+using Grads = std::vector<Array>;
+using B = xsimd::batch<float>;
+constexpr int64_t W = static_cast<int64_t>(B::size);
+
+namespace {
+
+const float kGeluK = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
+constexpr float kGeluC = 0.044715f;
+
+void require_float(const Array& a, const char* op, const char* what) {
+  if (!a.is_float())
+    throw std::invalid_argument(std::string(op) + ": " + what + " must be float32, got " + dtype_name(a.dtype()) + " " +
+                                to_string(a.shape()));
+}
+
+// Applies a batch function to n floats, padding the tail so every element sees the same code.
+template <class F>
+void simd_map(int64_t n, F f) {
+  int64_t i = 0;
+  for (; i + W <= n; i += W) f(i, W);
+  if (i < n) f(i, n - i);
+}
+B load(const float* p, int64_t m) {
+  if (m == W) return B::load_unaligned(p);
+  alignas(64) float t[W] = {};
+  std::copy(p, p + m, t);
+  return B::load_aligned(t);
+}
+void store(B v, float* p, int64_t m) {
+  if (m == W) return v.store_unaligned(p);
+  alignas(64) float t[W];
+  v.store_aligned(t);
+  std::copy(t, t + m, p);
+}
+float simd_scalar(float x, B (*f)(B)) {
+  alignas(64) float t[W] = {x};
+  f(B::load_aligned(t)).store_aligned(t);
+  return t[0];
+}
+
+// Through vjp of the composite: a backward pass that can itself be differentiated.
+template <class F, class... A>
+Grads composite_vjp(const Array& g, F f, const A&... args) {
+  auto [y, pullback] = vjp(f, args...);
+  return std::apply([](const auto&... c) { return Grads{c...}; }, pullback(g));
+}
+
+}  // namespace
+
+// ---- composites ------------------------------------------------------------------------------
+
+Array composite::dense(const Array& x, const Array& kernel, const std::optional<Array>& bias) {
+  Array y = jnp::matmul(x, kernel);
+  return bias ? y + *bias : y;
+}
+
+Array composite::gelu_tanh(const Array& x) {
+  Array cdf = 0.5f * (1.f + jnp::tanh(kGeluK * (x + kGeluC * (x * x * x))));
+  return x * cdf;
+}
+
+Array composite::layer_norm(const Array& x, const std::optional<Array>& scale, const std::optional<Array>& bias,
+                            float epsilon, bool clip_variance) {
+  Array mean = jnp::mean(x, {-1}, true);
+  Array mean2 = jnp::mean(x * x, {-1}, true);
+  Array var = mean2 - mean * mean;
+  if (clip_variance) var = jnp::maximum(var, Array(0.f));
+  Array mul = jnp::rsqrt(var + epsilon);
+  if (scale) mul = mul * *scale;
+  Array y = (x - mean) * mul;
+  return bias ? y + *bias : y;
+}
+
+Array composite::softmax_cross_entropy_with_integer_labels(const Array& logits, const Array& labels) {
+  Array picked = jnp::squeeze(jnp::take_along_axis(logits, jnp::expand_dims(labels, -1), -1), {-1});
+  return jnp::logsumexp(logits, {-1}) - picked;
+}
+
+// ---- dense -----------------------------------------------------------------------------------
+
+Array dense(const Array& x, const Array& kernel, const std::optional<Array>& bias) {
+  require_float(x, "dense", "input");
+  require_float(kernel, "dense", "kernel");
+  if (x.ndim() == 0 || kernel.ndim() != 2 || x.shape().back() != kernel.shape()[0])
+    throw std::invalid_argument("dense: contracting dims differ: " + to_string(x.shape()) + " @ " +
+                                to_string(kernel.shape()));
+  int64_t in = kernel.shape()[0], out = kernel.shape()[1], rows = x.size() / std::max<int64_t>(1, in);
+  if (bias && (bias->ndim() != 1 || bias->shape()[0] != out))
+    throw std::invalid_argument("dense: bias of shape " + to_string(bias->shape()) + " for kernel " +
+                                to_string(kernel.shape()));
+  Shape oshape = x.shape();
+  oshape[oshape.size() - 1] = out;
+  Array y = Array::empty(oshape, DType::float32);
+  float* py = y.mutable_data<float>();
+  if (bias) {
+    const float* pb = bias->data<float>();
+    parallel_for(rows, 64, [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) std::copy(pb, pb + out, py + r * out);
+    });
+  }
+  if (rows && out)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, out, in, 1.f, x.data<float>(), in,
+                kernel.data<float>(), out, bias ? 1.f : 0.f, py, out);
+  if (!(bias ? needs_grad(x, kernel, *bias) : needs_grad(x, kernel))) return y;
+  std::vector<const Array*> inputs{&x, &kernel};
+  if (bias) inputs.push_back(&*bias);
+  return record("dense", y, inputs, [x, kernel, bias, rows, in, out](const Array& g, const Array&, const Need& need) {
+    if (autodiff::is_recording()) {
+      if (bias)
+        return composite_vjp(g, [](const Array& a, const Array& k, const Array& b) { return composite::dense(a, k, b); },
+                             x, kernel, *bias);
+      return composite_vjp(g, [](const Array& a, const Array& k) { return composite::dense(a, k, std::nullopt); }, x,
+                           kernel);
+    }
+    Grads r(bias ? 3 : 2);
+    const float* pg = g.data<float>();
+    if (need[0]) {  // dx = g @ kernel^T
+      Array dx = Array::empty(x.shape(), DType::float32);
+      if (rows && in)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, in, out, 1.f, pg, out, kernel.data<float>(), out,
+                    0.f, dx.mutable_data<float>(), in);
+      r[0] = dx;
+    }
+    if (need[1]) {  // dkernel = x^T @ g
+      Array dk = Array::empty(kernel.shape(), DType::float32);
+      if (in && out)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in, out, rows, 1.f, x.data<float>(), in, pg, out, 0.f,
+                    dk.mutable_data<float>(), out);
+      r[1] = dk;
+    }
+    if (bias && need[2]) {  // dbias = column sums of g, accumulated in double per column block
+      Array db = Array::empty({out}, DType::float32);
+      float* pd = db.mutable_data<float>();
+      parallel_for(out, 256, [&](int64_t lo, int64_t hi) {
+        std::vector<double> acc(static_cast<size_t>(hi - lo), 0.0);
+        for (int64_t row = 0; row < rows; ++row) {
+          const float* gr = pg + row * out;
+          for (int64_t c = lo; c < hi; ++c) acc[static_cast<size_t>(c - lo)] += gr[c];
+        }
+        for (int64_t c = lo; c < hi; ++c) pd[c] = static_cast<float>(acc[static_cast<size_t>(c - lo)]);
+      });
+      r[2] = db;
+    }
+    return r;
+  });
+}
+
+// ---- gelu (tanh approximation) -----------------------------------------------------------------
+
+Array gelu_tanh(const Array& x) {
+  require_float(x, "gelu", "input");
+  Array y = Array::empty(x.shape(), DType::float32);
+  const float* px = x.data<float>();
+  float* py = y.mutable_data<float>();
+  const B k(kGeluK), c(kGeluC), half(0.5f), one(1.f);
+  parallel_for(x.size(), 1 << 14, [&](int64_t lo, int64_t hi) {
+    simd_map(hi - lo, [&](int64_t i, int64_t m) {
+      B v = load(px + lo + i, m);
+      B t = xsimd::tanh(k * (v + c * ((v * v) * v)));
+      store(v * (half * (one + t)), py + lo + i, m);
+    });
+  });
+  if (!needs_grad(x)) return y;
+  return record("gelu_tanh", y, {&x}, [x](const Array& g, const Array&, const Need&) {
+    if (autodiff::is_recording()) return composite_vjp(g, [](const Array& a) { return composite::gelu_tanh(a); }, x);
+    // d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2),  t = tanh(k (x + c x^3))
+    Array dx = Array::empty(x.shape(), DType::float32);
+    const float* px = x.data<float>();
+    const float* pg = g.data<float>();
+    float* pd = dx.mutable_data<float>();
+    const B k(kGeluK), c(kGeluC), c3(3 * kGeluC), half(0.5f), one(1.f);
+    parallel_for(x.size(), 1 << 14, [&](int64_t lo, int64_t hi) {
+      simd_map(hi - lo, [&](int64_t i, int64_t m) {
+        B v = load(px + lo + i, m), gv = load(pg + lo + i, m);
+        B v2 = v * v;
+        B t = xsimd::tanh(k * (v + c * (v2 * v)));
+        B d = half * (one + t) + half * v * (one - t * t) * k * (one + c3 * v2);
+        store(gv * d, pd + lo + i, m);
+      });
+    });
+    return Grads{dx};
+  });
+}
+
+// ---- layer norm ------------------------------------------------------------------------------
+
+namespace {
+struct RowStats {
+  float mean, r;     // r = rsqrt(var + eps)
+  bool var_clipped;  // E[x^2] - E[x]^2 < 0 was clipped to 0 (no gradient through var)
+};
+// Bit-identical to the composite: float x*x, sequential double sums, float arithmetic after.
+RowStats row_stats(const float* x, int64_t d, float eps, bool clip) {
+  double s = 0, s2 = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    s += x[j];
+    float sq = x[j] * x[j];
+    s2 += sq;
+  }
+  float fd = static_cast<float>(d);
+  float mean = static_cast<float>(s) / fd;
+  float mean2 = static_cast<float>(s2) / fd;
+  float var = mean2 - mean * mean;
+  bool clipped = clip && !(var > 0.f) && !std::isnan(var);
+  if (clip) var = (std::isnan(var) || var > 0.f) ? var : 0.f;
+  return {mean, 1.f / std::sqrt(var + eps), clipped && var == 0.f};
+}
+}  // namespace
+
+Array layer_norm(const Array& x, const std::optional<Array>& scale, const std::optional<Array>& bias, float eps,
+                 bool clip) {
+  require_float(x, "layer_norm", "input");
+  if (x.ndim() == 0) throw std::invalid_argument("layer_norm: input must have rank >= 1, got ()");
+  int64_t d = x.shape().back(), rows = d ? x.size() / d : 0;
+  for (const auto* p : {&scale, &bias})
+    if (*p && ((*p)->ndim() != 1 || (*p)->shape()[0] != d))
+      throw std::invalid_argument("layer_norm: scale/bias of shape " + to_string((*p)->shape()) + " for input " +
+                                  to_string(x.shape()));
+  Array y = Array::empty(x.shape(), DType::float32);
+  const float* px = x.data<float>();
+  const float* ps = scale ? scale->data<float>() : nullptr;
+  const float* pb = bias ? bias->data<float>() : nullptr;
+  float* py = y.mutable_data<float>();
+  parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, d)), [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const float* xr = px + row * d;
+      float* yr = py + row * d;
+      RowStats st = row_stats(xr, d, eps, clip);
+      for (int64_t j = 0; j < d; ++j) {
+        float mul = ps ? st.r * ps[j] : st.r;
+        float v = (xr[j] - st.mean) * mul;
+        yr[j] = pb ? v + pb[j] : v;
+      }
+    }
+  });
+  bool grad_needed = needs_grad(x) || (scale && needs_grad(*scale)) || (bias && needs_grad(*bias));
+  if (!grad_needed) return y;
+  std::vector<const Array*> inputs{&x};
+  if (scale) inputs.push_back(&*scale);
+  if (bias) inputs.push_back(&*bias);
+  return record("layer_norm", y, inputs, [x, scale, bias, eps, clip, d, rows](const Array& g, const Array&, const Need& need) {
+    if (autodiff::is_recording()) {
+      auto f = [eps, clip](const Array& a, const std::optional<Array>& s, const std::optional<Array>& b) {
+        return composite::layer_norm(a, s, b, eps, clip);
+      };
+      if (scale && bias)
+        return composite_vjp(g, [&](const Array& a, const Array& s, const Array& b) { return f(a, s, b); }, x, *scale, *bias);
+      if (scale) return composite_vjp(g, [&](const Array& a, const Array& s) { return f(a, s, std::nullopt); }, x, *scale);
+      if (bias) return composite_vjp(g, [&](const Array& a, const Array& b) { return f(a, std::nullopt, b); }, x, *bias);
+      return composite_vjp(g, [&](const Array& a) { return f(a, std::nullopt, std::nullopt); }, x);
+    }
+    const float* px = x.data<float>();
+    const float* pg = g.data<float>();
+    const float* ps = scale ? scale->data<float>() : nullptr;
+    Array dx = Array::empty(x.shape(), DType::float32);
+    float* pdx = dx.mutable_data<float>();
+    // Per-chunk partial sums for dscale / dbias, combined in row order (deterministic for a
+    // fixed thread count).
+    std::mutex mu;
+    std::map<int64_t, std::pair<std::vector<double>, std::vector<double>>> partial;  // by first row
+    parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, d)), [&](int64_t lo, int64_t hi) {
+      std::vector<double> sc(static_cast<size_t>(d), 0.0), bi(static_cast<size_t>(d), 0.0);
+      std::vector<float> xhat(static_cast<size_t>(d)), dxhat(static_cast<size_t>(d));
+      for (int64_t row = lo; row < hi; ++row) {
+        const float* xr = px + row * d;
+        const float* gr = pg + row * d;
+        RowStats st = row_stats(xr, d, eps, clip);
+        double m1 = 0, m2 = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          xhat[j] = (xr[j] - st.mean) * st.r;
+          dxhat[j] = ps ? gr[j] * ps[j] : gr[j];
+          m1 += dxhat[j];
+          m2 += static_cast<double>(dxhat[j]) * xhat[j];
+          sc[j] += static_cast<double>(gr[j]) * xhat[j];
+          bi[j] += gr[j];
+        }
+        float mean_dxhat = static_cast<float>(m1 / d);
+        float mean_dxx = st.var_clipped ? 0.f : static_cast<float>(m2 / d);
+        float* dr = pdx + row * d;
+        for (int64_t j = 0; j < d; ++j) dr[j] = st.r * (dxhat[j] - mean_dxhat - xhat[j] * mean_dxx);
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      partial[lo] = {std::move(sc), std::move(bi)};
+    });
+    Grads r;
+    r.push_back(dx);
+    auto combine = [&](bool first) {
+      Array out = Array::empty({d}, DType::float32);
+      float* po = out.mutable_data<float>();
+      for (int64_t j = 0; j < d; ++j) {
+        double s = 0;
+        for (auto& [lo, p] : partial) s += (first ? p.first : p.second)[static_cast<size_t>(j)];
+        po[j] = static_cast<float>(s);
+      }
+      return out;
+    };
+    if (scale) r.push_back(need[1] ? combine(true) : Array());
+    if (bias) r.push_back(need[r.size()] ? combine(false) : Array());
+    return r;
+  });
+}
+
+// ---- softmax cross-entropy with integer labels -----------------------------------------------
+
+Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array& labels) {
+  require_float(logits, "softmax_cross_entropy_with_integer_labels", "logits");
+  if (labels.dtype() != DType::int32)
+    throw std::invalid_argument(std::string("softmax_cross_entropy_with_integer_labels: labels must be int32, got ") +
+                                dtype_name(labels.dtype()));
+  Shape expect(std::span<const int64_t>(logits.shape().begin(), logits.ndim() ? logits.ndim() - 1 : 0));
+  if (logits.ndim() == 0 || labels.shape() != expect)
+    throw std::invalid_argument("softmax_cross_entropy_with_integer_labels: logits " + to_string(logits.shape()) +
+                                " need labels of shape " + to_string(expect) + ", got " + to_string(labels.shape()));
+  int64_t C = logits.shape().back(), rows = labels.size();
+  const int32_t* pl = labels.data<int32_t>();
+  for (int64_t i = 0; i < rows; ++i)
+    if (pl[i] < 0 || pl[i] >= C)
+      throw std::invalid_argument("softmax_cross_entropy_with_integer_labels: label " + std::to_string(pl[i]) +
+                                  " at flat position " + std::to_string(i) + " is outside [0, " + std::to_string(C) + ")");
+  const float* px = logits.data<float>();
+  // Per row: the composite's logsumexp (max, xsimd exp, double sum, xsimd log) bit for bit.
+  Array lse = Array::empty(expect, DType::float32);
+  float* plse = lse.mutable_data<float>();
+  parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)), [&](int64_t lo, int64_t hi) {
+    for (int64_t row = lo; row < hi; ++row) {
+      const float* xr = px + row * C;
+      float m = -INFINITY;
+      bool nan = false;
+      for (int64_t j = 0; j < C; ++j) {
+        nan = nan || std::isnan(xr[j]);
+        m = xr[j] > m ? xr[j] : m;
+      }
+      if (nan) m = NAN;
+      float fm = std::isinf(m) ? 0.f : m;
+      double s = 0;
+      simd_map(C, [&](int64_t i, int64_t k) {
+        alignas(64) float t[W];
+        xsimd::exp(load(xr + i, k) - B(fm)).store_aligned(t);
+        for (int64_t q = 0; q < k; ++q) s += t[q];
+      });
+      plse[row] = simd_scalar(static_cast<float>(s), [](B v) { return xsimd::log(v); }) + fm;
+    }
+  });
+  Array loss = Array::empty(expect, DType::float32);
+  float* po = loss.mutable_data<float>();
+  for (int64_t row = 0; row < rows; ++row) po[row] = plse[row] - px[row * C + pl[row]];
+  if (!needs_grad(logits)) return loss;
+  return record("softmax_cross_entropy", loss, {&logits}, [logits, labels, lse, C, rows](const Array& g, const Array&, const Need&) {
+    if (autodiff::is_recording())
+      return composite_vjp(g, [&](const Array& z) { return composite::softmax_cross_entropy_with_integer_labels(z, labels); },
+                           logits);
+    // d/dz = g * (softmax(z) - onehot(label)), softmax = exp(z - lse)
+    Array dz = Array::empty(logits.shape(), DType::float32);
+    const float* px = logits.data<float>();
+    const float* pg = g.data<float>();
+    const float* plse = lse.data<float>();
+    const int32_t* pl = labels.data<int32_t>();
+    float* pd = dz.mutable_data<float>();
+    parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)), [&](int64_t lo, int64_t hi) {
+      for (int64_t row = lo; row < hi; ++row) {
+        const float* xr = px + row * C;
+        float* dr = pd + row * C;
+        B gl(pg[row]), l(plse[row]);
+        simd_map(C, [&](int64_t i, int64_t k) { store(gl * xsimd::exp(load(xr + i, k) - l), dr + i, k); });
+        dr[pl[row]] -= pg[row];
+      }
+    });
+    return Grads{dz};
+  });
+}
+
+}  // namespace flaxpp::fused
