@@ -51,7 +51,8 @@
 // save() is atomic: it writes a temporary file in the same directory, fsyncs it, renames it over
 // `path` and fsyncs the directory. On any failure (missing directory, disk full, a serialization
 // error midway) it throws SerializationError naming the path, removes the temporary file and
-// leaves an existing file at `path` untouched.
+// leaves an existing file at `path` untouched. A process killed mid-save can leave a
+// `.NAME.tmp-PID-XXXXXXXX` file beside `path`; it is never read and never replaces `path`.
 #pragma once
 
 #include <cstddef>
