@@ -258,6 +258,15 @@ Array scalar_int(int64_t v, MsgReader& r, const std::string& path) {
   r.fail(path, "integer " + std::to_string(v) + " does not fit int32 or uint32");
 }
 
+// Appends a dimension read from a file. The product of the nonzero dimensions stays below 2^60,
+// so numel(), strides and byte counts cannot overflow (a 0 dimension must not hide a huge one).
+void push_dim(Shape& shape, uint64_t d, uint64_t& nonzero, MsgReader& r, const std::string& path) {
+  if (shape.size() == Shape::kMaxRank) r.fail(path, "rank exceeds flaxpp's maximum of 8");
+  if (d > 0 && (__builtin_mul_overflow(nonzero, d, &nonzero) || nonzero >= (uint64_t{1} << 60)))
+    r.fail(path, "shape dimension " + std::to_string(d) + " makes the array too large");
+  shape.push_back(static_cast<int64_t>(d));
+}
+
 // The payload of ExtType 1 / 3: packb((shape, dtype_name, raw_bytes)).
 Array decode_ndarray(std::span<const uint8_t> payload, const std::string& path) {
   MsgReader r(payload, " in an ndarray payload");
@@ -267,7 +276,8 @@ Array decode_ndarray(std::span<const uint8_t> payload, const std::string& path) 
   if (rank > static_cast<int64_t>(Shape::kMaxRank))
     r.fail(path, "rank " + std::to_string(rank) + " exceeds flaxpp's maximum of 8");
   Shape shape;
-  for (int64_t i = 0; i < rank; ++i) shape.push_back(static_cast<int64_t>(r.uint(path, "shape")));
+  uint64_t nonzero = 1;
+  for (int64_t i = 0; i < rank; ++i) push_dim(shape, r.uint(path, "shape"), nonzero, r, path);
   std::string name(r.bytes(path, "dtype name"));
   DType dtype;
   try {
@@ -362,19 +372,21 @@ Tree unchunk(const Tree& d, const std::string& path, MsgReader& r) {
   if (!shape_t || !chunks_t || shape_t->is_leaf() || chunks_t->is_leaf())
     r.fail(path, "chunked array without 'shape' and 'chunks' maps");
   Shape shape;
+  uint64_t nonzero = 1;
   for (size_t i = 0; i < shape_t->size(); ++i) {
     const Tree* dim = shape_t->find(std::to_string(i));
     if (!dim || !dim->is_leaf() || dim->array().ndim() != 0 ||
-        (dim->array().dtype() != DType::int32 && dim->array().dtype() != DType::uint32))
+        (dim->array().dtype() != DType::int32 && dim->array().dtype() != DType::uint32) ||
+        dim->array().item<int64_t>() < 0)
       r.fail(path, "chunked array: bad 'shape' entry " + std::to_string(i));
-    shape.push_back(dim->array().item<int64_t>());
+    push_dim(shape, static_cast<uint64_t>(dim->array().item<int64_t>()), nonzero, r, path);
   }
   std::vector<const Array*> parts;
   size_t bytes = 0;
   for (size_t i = 0; i < chunks_t->size(); ++i) {
     const Tree* c = chunks_t->find(std::to_string(i));
     if (!c || !c->is_leaf() || c->array().ndim() != 1 ||
-        c->array().dtype() != chunks_t->items()[0].second.array().dtype())
+        (i > 0 && c->array().dtype() != parts[0]->dtype()))
       r.fail(path, "chunked array: bad chunk " + std::to_string(i));
     parts.push_back(&c->array());
     bytes += c->array().nbytes();
