@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <string>
 
@@ -180,9 +181,9 @@ class JsonWriter {
   void parallel_rows(const float* data, const Shape& s, const std::string& path) {
     int64_t lead = s[0], per = numel(s) / lead;
     int64_t batch = std::max<int64_t>(2, kBatchNumbers / std::max<int64_t>(per, 1));
-    auto work = [&](int64_t from, int64_t count) {
-      std::string out;
-      out.reserve(static_cast<size_t>(count * per) * 24);
+    std::string text[2];  // kept across batches: fresh pages cost more than the copy
+    auto work = [&](int64_t from, int64_t count, std::string& out) {
+      out.clear();
       ByteSink to_out = [&](const char* p, size_t n) { out.append(p, n); };
       JsonWriter w(to_out, opts_);
       int64_t pos = from * per;
@@ -191,19 +192,18 @@ class JsonWriter {
         w.rows(data, s, 1, pos, path);
       }
       w.flush();
-      return out;
     };
     put("[");
     for (int64_t b = 0; b < lead; b += batch) {
       int64_t m = std::min(batch, lead - b), half = (m + 1) / 2;
-      auto second = std::async(std::launch::async, work, b + half, m - half);
-      std::string first = work(b, half);
-      std::string rest = second.get();
+      auto second = std::async(std::launch::async, work, b + half, m - half, std::ref(text[1]));
+      work(b, half, text[0]);
+      second.get();
       if (b) put(", ");
-      emit(first);
-      if (!rest.empty()) {
+      emit(text[0]);
+      if (!text[1].empty()) {
         put(", ");
-        emit(rest);
+        emit(text[1]);
       }
     }
     put("]");
