@@ -8,7 +8,10 @@
 // add, exp vs loop_add, loop_exp: GB = bytes read + written, as a rate.
 // overhead_*: one primitive on 1-element arrays, forward alone and inside grad (targets: < 1 us
 // forward, < 3 us forward + backward). mlp_grad: one grad of a 784-256-10 tanh MLP, batch 64.
-// Timings with several threads (BLAS) use wall time; the rest are single-threaded CPU time.
+// Timings with several threads (BLAS) use wall time; the rest are process CPU time. On a shared
+// machine, compare pairs with --benchmark_enable_random_interleaving=true and repetitions, and
+// run matmul apart from the elementwise rows (or with OPENBLAS_NUM_THREADS=1): OpenBLAS workers
+// keep spinning for a while after each call and their CPU time lands on whatever runs next.
 #include <cblas.h>
 
 #include <cmath>
