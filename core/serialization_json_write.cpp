@@ -181,7 +181,6 @@ class JsonWriter {
   void parallel_rows(const float* data, const Shape& s, const std::string& path) {
     int64_t lead = s[0], per = numel(s) / lead;
     int64_t batch = std::max<int64_t>(2, kBatchNumbers / std::max<int64_t>(per, 1));
-    std::string text[2];  // kept across batches: fresh pages cost more than the copy
     auto work = [&](int64_t from, int64_t count, std::string& out) {
       out.clear();
       ByteSink to_out = [&](const char* p, size_t n) { out.append(p, n); };
@@ -196,14 +195,14 @@ class JsonWriter {
     put("[");
     for (int64_t b = 0; b < lead; b += batch) {
       int64_t m = std::min(batch, lead - b), half = (m + 1) / 2;
-      auto second = std::async(std::launch::async, work, b + half, m - half, std::ref(text[1]));
-      work(b, half, text[0]);
+      auto second = std::async(std::launch::async, work, b + half, m - half, std::ref(text_[1]));
+      work(b, half, text_[0]);
       second.get();
       if (b) put(", ");
-      emit(text[0]);
-      if (!text[1].empty()) {
+      emit(text_[0]);
+      if (!text_[1].empty()) {
         put(", ");
-        emit(text[1]);
+        emit(text_[1]);
       }
     }
     put("]");
@@ -214,6 +213,8 @@ class JsonWriter {
   }
 
   static constexpr size_t kBuf = 1 << 20;
+  std::string text_[2];  // the two threads' text, kept across batches and leaves (fresh pages
+                         // cost more than the copy)
   const ByteSink& sink_;
   const JsonOptions& opts_;
   std::vector<char> buf_;
