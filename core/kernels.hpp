@@ -17,34 +17,6 @@ inline Shape broadcast_strides(const Shape& s, const Shape& out) {
   return r;
 }
 
-// Calls fn(out_index, a_offset, b_offset, n, a_step, b_step) for runs of the innermost axis.
-template <class Fn>
-void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn fn) {
-  int64_t total = numel(out);
-  if (total == 0) return;
-  if (out.empty()) {
-    fn(0, 0, 0, 1, 0, 0);
-    return;
-  }
-  size_t nd = out.size();
-  int64_t inner = out[nd - 1];
-  int64_t as = sa[nd - 1], bs = sb[nd - 1];
-  int64_t idx[Shape::kMaxRank] = {0};
-  int64_t ao = 0, bo = 0;
-  for (int64_t base = 0; base < total; base += inner) {
-    fn(base, ao, bo, inner, as, bs);
-    for (size_t d = nd - 1; d-- > 0;) {
-      ++idx[d];
-      ao += sa[d];
-      bo += sb[d];
-      if (idx[d] < out[d]) break;
-      ao -= sa[d] * out[d];
-      bo -= sb[d] * out[d];
-      idx[d] = 0;
-    }
-  }
-}
-
 // As for_each_broadcast, but only for the innermost-axis runs [run_begin, run_end) (a run is one
 // row of the last axis), so a broadcast loop can be split across threads.
 template <class Fn>
@@ -76,6 +48,15 @@ void for_each_broadcast_runs(const Shape& out, const Shape& sa, const Shape& sb,
       idx[d] = 0;
     }
   }
+}
+
+// Calls fn(out_index, a_offset, b_offset, n, a_step, b_step) for every run of the innermost axis.
+template <class Fn>
+void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn fn) {
+  int64_t total = numel(out);
+  if (total == 0) return;
+  int64_t inner = out.empty() ? 1 : out.back();
+  for_each_broadcast_runs(out, sa, sb, 0, out.empty() ? 1 : total / inner, fn);
 }
 
 // Materialises `a` broadcast to `out` (contiguous copy).
