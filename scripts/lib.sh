@@ -19,6 +19,8 @@ FLAXPP_DEBIAN_PACKAGES=(
   cmake g++ make
   xtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev nlohmann-json3-dev
   doctest-dev libcli11-dev libbenchmark-dev zlib1g-dev
+  # Data and plots for examples/train_*.cpp and their smoke test (tests/examples).
+  fortunes dataset-fashion-mnist gnuplot-nox
 )
 
 FLAXPP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
