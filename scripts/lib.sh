@@ -21,6 +21,8 @@ FLAXPP_DEBIAN_PACKAGES=(
   doctest-dev libcli11-dev libbenchmark-dev zlib1g-dev
   # Data and plots for examples/train_*.cpp and their smoke test (tests/examples).
   fortunes dataset-fashion-mnist gnuplot-nox
+  # The MPI component flaxpp::mpi and its 2-rank ctest (tests/mpi).
+  libopenmpi-dev openmpi-bin
 )
 
 FLAXPP_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
