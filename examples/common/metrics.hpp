@@ -9,13 +9,15 @@
 // keeps the rows of the earlier run up to and including that step and appends after them, so the
 // file reads as one run. Rows are flushed as they are written (a killed run keeps its metrics).
 //
-// plot_png writes a gnuplot script next to the PNG (loss.gp beside loss.png, so the plot can be
-// redrawn or restyled by hand) and runs `gnuplot` on it (its warnings silenced). Without gnuplot on PATH it prints
-// "gnuplot not found: skipping plot" and returns false; the training run carries on.
+// plot_png writes a self-contained gnuplot script (the points inline) next to the PNG (loss.gp
+// beside loss.png, so the plot can be redrawn or restyled by hand) and runs `gnuplot` on it, its
+// warnings silenced. Without gnuplot on PATH it prints "gnuplot not found: skipping plot" and
+// returns false; the training run carries on.
 #pragma once
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -139,41 +141,60 @@ struct PlotSeries {
   bool points = false;  // linespoints (sparse series such as evaluations) instead of lines
 };
 
-// Renders `csv` (x = its "step" column) to `png`. Returns false (with a note on stderr) when
+// Renders `csv` (x = its first column, the step) to `png`. Returns false (with a note on stderr) when
 // gnuplot is missing or fails.
 inline bool plot_png(const fs::path& csv, const fs::path& png, const std::string& title,
                      const std::string& ylabel, const std::vector<PlotSeries>& series,
                      const std::string& y2label = "") {
-  if (fs::absolute(csv).parent_path() != fs::absolute(png).parent_path())
-    throw std::logic_error("plot_png: the CSV and the PNG must be in the same directory");
   fs::path gnuplot = find_on_path("gnuplot");
   if (gnuplot.empty()) {
     std::cerr << "gnuplot not found: skipping plot (apt-get install gnuplot-nox)\n";
     return false;
   }
+  // The points of each series (rows where its cell is empty are left out), as datablocks: a
+  // gnuplot expression on an empty CSV cell gives NaN, which would break a sparse line apart.
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  std::vector<std::string> header = split_csv_line(line);
+  std::vector<size_t> col(series.size());
+  for (size_t i = 0; i < series.size(); ++i) {
+    col[i] = std::find(header.begin(), header.end(), series[i].column) - header.begin();
+    if (col[i] == header.size())
+      throw std::logic_error("plot_png: no column '" + series[i].column + "' in " + csv.string());
+  }
+  std::vector<std::string> blocks(series.size());
+  while (std::getline(in, line)) {
+    auto cells = split_csv_line(line);
+    for (size_t i = 0; i < series.size(); ++i) {
+      if (col[i] >= cells.size() || cells[col[i]].empty() || cells[0].empty()) continue;
+      char buf[80];
+      std::snprintf(buf, sizeof buf, "%s %.9g\n", cells[0].c_str(),
+                    series[i].scale * std::stod(cells[col[i]]));
+      blocks[i] += buf;
+    }
+  }
   fs::path script = fs::path(png).replace_extension(".gp");
   {
     std::ofstream gp(script, std::ios::trunc);
-    gp << "# Redraw with: gnuplot " << script.filename().string() << " (run in this directory)\n"
-       << "set datafile separator ','\n"
+    gp << "# Redraw with: gnuplot " << script.filename().string()
+       << " (in this directory); data from " << csv.filename().string() << "\n"
        << "set terminal pngcairo size 900,540 font ',10'\n"
        << "set output '" << png.filename().string() << "'\n"
        << "set title '" << title << "' noenhanced\n"
-       << "set xlabel 'step'\nset ylabel '" << ylabel << "'\nset grid\nset key top right\n";
+       << "set xlabel 'step'\nset ylabel '" << ylabel << "'\nset grid\nset key top center\n";
     if (!y2label.empty()) gp << "set y2label '" << y2label << "'\nset y2tics\nset ytics nomirror\n";
+    for (size_t i = 0; i < series.size(); ++i)
+      gp << "$s" << i << " << EOD\n" << blocks[i] << "EOD\n";
     gp << "plot ";
     for (size_t i = 0; i < series.size(); ++i) {
       const auto& s = series[i];
-      char scale[40];
-      std::snprintf(scale, sizeof scale, "%.17g", s.scale);
-      gp << (i ? ", \\\n     " : "") << "'" << csv.filename().string() << "' using 'step':("
-         << scale << " * column('" << s.column << "')) with "
+      gp << (i ? ", \\\n     " : "") << "$s" << i << " using 1:2 with "
          << (s.points ? "linespoints pt 7 ps 0.6" : "lines") << " lw 2"
          << " title '" << s.title << "' noenhanced" << (s.y2 ? " axes x1y2" : "");
     }
     gp << '\n';
   }
-  // gnuplot resolves the CSV and PNG names relative to the script's directory.
   fs::path dir = fs::absolute(script).parent_path();
   std::string cmd = "cd '" + dir.string() + "' && '" + gnuplot.string() + "' '" +
                     script.filename().string() + "' 2>/dev/null";
