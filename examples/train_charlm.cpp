@@ -3,12 +3,16 @@
 //
 //   build/bin/train_charlm --time-limit 300 --out-dir out/charlm
 //   build/bin/train_charlm --resume --out-dir out/charlm          # continues bit-for-bit
+//   mpirun -np 2 build/bin/train_charlm --distributed --batch 32   # 16 windows per rank
 //   build/bin/train_charlm --help
 //
 // Data: every fortune file in --data-dir (default /usr/share/games/fortunes); every 20th fortune
 // is held out for validation. Tokens are bytes; the vocabulary is the bytes that occur (sorted).
 // A training batch is --batch random windows of seq_len + 1 bytes, drawn with
 // fold_in(state.rng, step), so a run is fixed by --seed and a resumed run sees the same batches.
+// With --distributed every rank draws that same global batch and trains on its rows of it
+// (examples/common/distributed.hpp); evaluation is sharded over the ranks by chunks of windows
+// and the sums reduced, so it returns the single-process value; rank 0 writes every output.
 // The loss is next-byte cross-entropy (nats) at every one of the seq_len positions; validation
 // bits per character = loss / ln 2 over consecutive windows of the validation text:
 // --eval-windows evenly spaced ones every --eval-every steps, all of them (the whole split,
@@ -31,7 +35,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli.hpp"
 #include "common/data.hpp"
+#include "common/distributed.hpp"
 #include "common/metrics.hpp"
 #include "common/progress.hpp"
 #include "common/training.hpp"
@@ -52,17 +58,12 @@ namespace {
 struct Config {
   examples::RunFlags run{
       .steps = 3000, .log_every = 25, .ckpt_every = 500, .out_dir = "out/charlm"};
+  examples::ModelFlags model{.dim = 128, .depth = 3, .ff_mult = 2};
+  examples::OptimizerFlags optim{
+      .batch = 32, .lr = 1e-2, .warmup = 100, .weight_decay = 0.01, .clip = 1.0};
   std::string data_dir = "/usr/share/games/fortunes";
-  int64_t batch = 32;
   int64_t seq_len = 64;
-  int64_t dim = 128;
-  int64_t depth = 3;
-  int64_t ff_mult = 2;
   int64_t attn_dim = 0;
-  double lr = 1e-2;
-  int64_t warmup = 100;
-  double weight_decay = 0.01;
-  double clip = 1.0;
   int64_t eval_every = 250;
   int64_t eval_windows = 256;
   int64_t final_eval_windows = 0;
@@ -107,27 +108,34 @@ Array window_loss(const models::gMLP& model, const Tree& params, const Array& wi
       optax::softmax_cross_entropy_with_integer_labels(logits, jnp::slice(windows, 1, 1, L + 1)));
 }
 
-// --batch windows of seq_len + 1 tokens at random offsets drawn from `key`: int32 (B, L + 1).
-Array random_windows(const std::vector<int32_t>& ids, int64_t batch, int64_t len, random::Key key) {
+// Rows [lo, hi) of a batch of `batch` windows of seq_len + 1 tokens at random offsets drawn
+// from `key`: int32 (hi - lo, L + 1). Every rank draws all the offsets, so the rows it keeps are
+// the ones a single process would have at those positions.
+Array random_windows(const std::vector<int32_t>& ids, int64_t batch, int64_t len, random::Key key,
+                     std::pair<int64_t, int64_t> rows) {
+  auto [lo, hi] = rows;
   int64_t max_start = static_cast<int64_t>(ids.size()) - (len + 1);
   Array starts = random::randint(key, {batch}, 0, max_start + 1);
-  Array out = Array::empty({batch, len + 1}, DType::int32);
+  Array out = Array::empty({hi - lo, len + 1}, DType::int32);
   int32_t* o = out.mutable_data<int32_t>();
   const int32_t* s = starts.data<int32_t>();
-  for (int64_t b = 0; b < batch; ++b) std::copy_n(ids.data() + s[b], len + 1, o + b * (len + 1));
+  for (int64_t b = lo; b < hi; ++b)
+    std::copy_n(ids.data() + s[b], len + 1, o + (b - lo) * (len + 1));
   return out;
 }
 
 // Mean validation loss (nats per character) over the validation text cut into consecutive
 // windows of seq_len predicted characters (each window also reads the character before it):
-// all of them, or `max_windows` evenly spaced ones.
+// all of them, or `max_windows` evenly spaced ones. The chunks of 64 windows are shared out
+// among the ranks (collective).
 double evaluate(const models::gMLP& model, const Tree& params, const std::vector<int32_t>& val,
-                int64_t len, int64_t max_windows) {
+                int64_t len, int64_t max_windows, const examples::Distributed& dist) {
   int64_t all = (static_cast<int64_t>(val.size()) - 1) / len;
   int64_t windows = max_windows > 0 ? std::min(all, max_windows) : all;
   const int64_t chunk = 64;
+  auto [c0, c1] = dist.shard((windows + chunk - 1) / chunk);
   double total = 0;
-  for (int64_t w0 = 0; w0 < windows; w0 += chunk) {
+  for (int64_t w0 = c0 * chunk; w0 < std::min(windows, c1 * chunk); w0 += chunk) {
     int64_t n = std::min(chunk, windows - w0);
     Array x = Array::empty({n, len + 1}, DType::int32);
     for (int64_t i = 0; i < n; ++i)
@@ -135,6 +143,7 @@ double evaluate(const models::gMLP& model, const Tree& params, const std::vector
                   x.mutable_data<int32_t>() + i * (len + 1));
     total += window_loss(model, params, x).item<float>() * static_cast<double>(n);
   }
+  total = dist.sum({total})[0];
   return windows ? total / static_cast<double>(windows) : std::numeric_limits<double>::quiet_NaN();
 }
 
@@ -177,9 +186,12 @@ std::string sample(const models::gMLP& model, const Tree& params, const Vocab& v
   return out;
 }
 
-int run(const Config& cfg) {
-  examples::setup_runtime(cfg.run.threads);
-  if (cfg.run.steps <= 0) throw std::runtime_error("--steps must be positive");
+int run(const Config& cfg, examples::Distributed& dist) {
+  examples::setup_runtime(dist.threads(cfg.run.threads));
+  if (cfg.run.steps <= 0) throw examples::UsageError("--steps must be positive");
+  const auto rows = dist.batch_rows(cfg.optim.batch);  // this rank's windows of the global batch
+  const bool root = dist.is_root();
+  std::ostream& log = dist.log();
   const double ln2 = std::log(2.0);
 
   // ---- data ----
@@ -188,77 +200,92 @@ int run(const Config& cfg) {
   std::vector<int32_t> train_ids = vocab.encode(corpus.train), val_ids = vocab.encode(corpus.val);
   if (static_cast<int64_t>(train_ids.size()) <= cfg.seq_len + 1 ||
       static_cast<int64_t>(val_ids.size()) <= cfg.seq_len + 1)
-    throw std::runtime_error("the corpus is too small for --seq-len " +
-                             std::to_string(cfg.seq_len));
-  std::cerr << "data: " << corpus.files.size() << " fortune files from " << cfg.data_dir << ", "
-            << corpus.num_train << " fortunes (" << train_ids.size() << " bytes) for training, "
-            << corpus.num_val << " (" << val_ids.size() << " bytes) held out; vocabulary "
-            << vocab.size() << " bytes\n";
+    throw examples::UsageError("the corpus is too small for --seq-len " +
+                               std::to_string(cfg.seq_len));
+  log << "data: " << corpus.files.size() << " fortune files from " << cfg.data_dir << ", "
+      << corpus.num_train << " fortunes (" << train_ids.size() << " bytes) for training, "
+      << corpus.num_val << " (" << val_ids.size() << " bytes) held out; vocabulary " << vocab.size()
+      << " bytes\n";
 
   // ---- model and optimizer ----
   models::gMLP model{
       .num_tokens = vocab.size(),
-      .dim = cfg.dim,
-      .depth = cfg.depth,
-      .ff_mult = cfg.ff_mult,
+      .dim = cfg.model.dim,
+      .depth = cfg.model.depth,
+      .ff_mult = cfg.model.ff_mult,
       .attn_dim = cfg.attn_dim > 0 ? std::optional<int64_t>(cfg.attn_dim) : std::nullopt,
       .seq_len = cfg.seq_len,
       .causal = true};
   auto keys = random::split(random::PRNGKey(cfg.run.seed), 3);  // init, batches, sampling
   Array example = Array::from({1, cfg.seq_len}, std::vector<int32_t>(cfg.seq_len, 0));
   Tree params = model.init(keys[0], example)["params"];
+  const auto& opt = cfg.optim;
   auto schedule = optax::warmup_cosine_decay_schedule(
-      0.0, cfg.lr, std::min(cfg.warmup, cfg.run.steps / 5), cfg.run.steps, cfg.lr * 0.1);
+      0.0, opt.lr, std::min(opt.warmup, cfg.run.steps / 5), cfg.run.steps, opt.lr * 0.1);
   auto decay_mask = [](const std::string& path) {
     auto ends_with = [&](const std::string& s) {
       return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
     };
     return ends_with("kernel") || ends_with("embedding");
   };
-  auto tx = optax::chain({optax::clip_by_global_norm(cfg.clip),
-                          optax::adamw(schedule, 0.9, 0.99, 1e-8, cfg.weight_decay, decay_mask)});
+  auto tx = optax::chain({optax::clip_by_global_norm(opt.clip),
+                          optax::adamw(schedule, 0.9, 0.99, 1e-8, opt.weight_decay, decay_mask)});
   auto state =
-      examples::open_checkpoints(cfg.run, training::TrainState::create(params, tx, keys[1]));
-  std::cerr << "model: gMLP(num_tokens=" << vocab.size() << ", dim=" << cfg.dim
-            << ", depth=" << cfg.depth << ", ff_mult=" << cfg.ff_mult
-            << ", attn_dim=" << cfg.attn_dim << ", seq_len=" << cfg.seq_len << ", causal), "
-            << param_count(state.params) << " parameters; batch " << cfg.batch << " x "
-            << cfg.seq_len << " tokens\n";
+      examples::open_checkpoints(cfg.run, training::TrainState::create(params, tx, keys[1]), dist);
+  log << "model: gMLP(num_tokens=" << vocab.size() << ", dim=" << cfg.model.dim
+      << ", depth=" << cfg.model.depth << ", ff_mult=" << cfg.model.ff_mult
+      << ", attn_dim=" << cfg.attn_dim << ", seq_len=" << cfg.seq_len << ", causal), "
+      << param_count(state.params) << " parameters; batch " << opt.batch << " x " << cfg.seq_len
+      << " tokens";
+  if (dist.enabled())
+    log << " (" << rows.second - rows.first << " windows on each of " << dist.size() << " ranks)";
+  log << "\n";
 
-  fs::path out = cfg.run.out_dir, ckpt = examples::ckpt_dir_of(cfg.run);
-  fs::create_directories(out);
+  fs::path out = cfg.run.out_dir;
   std::optional<int64_t> resumed_at;
   if (cfg.run.resume) resumed_at = state.step;
-  examples::MetricsCsv csv(out / "metrics.csv",
-                           {"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"},
-                           resumed_at);
-  double time_offset = csv.last("time").value_or(0.0);
+  std::optional<examples::MetricsCsv> csv;  // rank 0's
+  if (root) {
+    fs::create_directories(out);
+    csv.emplace(
+        out / "metrics.csv",
+        std::vector<std::string>{"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"},
+        resumed_at);
+  }
+  double time_offset = csv ? csv->last("time").value_or(0.0) : 0.0;
 
   // ---- training ----
+  // Each rank's loss and gradient are means over its rows; their mean over the (equal) shards
+  // is the global batch's, in one allreduce for both.
   auto loss_fn = [&](const Tree& p, const Array& x) { return window_loss(model, p, x); };
   auto train_step = [&](const training::TrainState& s) {
-    Array x = random_windows(train_ids, cfg.batch, cfg.seq_len, s.step_rng());
+    Array x = random_windows(train_ids, opt.batch, cfg.seq_len, s.step_rng(), rows);
     auto [loss, grads] = value_and_grad(loss_fn)(s.params, x);
-    return std::make_pair(s.apply_gradients(grads), static_cast<double>(loss.item<float>()));
+    Tree mean = dist.pmean(Tree{{"grads", grads}, {"loss", loss}});
+    return std::make_pair(s.apply_gradients(mean["grads"]),
+                          static_cast<double>(mean["loss"].array().item<float>()));
   };
 
-  examples::Deadline deadline(cfg.run);
-  examples::ProgressBar bar(cfg.run.steps, cfg.run.log_every);
+  examples::Checkpoints checkpoints(cfg.run, dist, resumed_at);
+  examples::Deadline deadline(cfg.run, dist);
+  examples::ProgressBar bar(cfg.run.steps, cfg.run.log_every, root);
   examples::StepTimer timer;
   auto loop_start = examples::Clock::now();
   double loss_sum = 0, window_seconds = 0;
   int64_t loss_count = 0;
   double last_val_bpc = std::numeric_limits<double>::quiet_NaN(), last_loss = last_val_bpc;
-  int64_t logged_at = resumed_at.value_or(-1), saved_at = resumed_at.value_or(-1);
-  const double tokens_per_step = static_cast<double>(cfg.batch * cfg.seq_len);
+  int64_t logged_at = resumed_at.value_or(-1);
+  const double tokens_per_step = static_cast<double>(opt.batch * cfg.seq_len);
 
   auto log_row = [&](bool with_eval) {
     double tps =
         window_seconds > 0 ? tokens_per_step * static_cast<double>(loss_count) / window_seconds : 0;
-    csv.row({static_cast<double>(state.step), time_offset + examples::seconds_since(loop_start),
-             loss_count ? std::optional(loss_sum / static_cast<double>(loss_count)) : std::nullopt,
-             with_eval ? std::optional(last_val_bpc) : std::nullopt, schedule(state.step),
-             tps > 0 ? std::optional(tps) : std::nullopt});
+    if (csv)
+      csv->row(
+          {static_cast<double>(state.step), time_offset + examples::seconds_since(loop_start),
+           loss_count ? std::optional(loss_sum / static_cast<double>(loss_count)) : std::nullopt,
+           with_eval ? std::optional(last_val_bpc) : std::nullopt, schedule(state.step),
+           tps > 0 ? std::optional(tps) : std::nullopt});
     loss_sum = 0;
     loss_count = 0;
     window_seconds = 0;
@@ -266,17 +293,13 @@ int run(const Config& cfg) {
   };
   auto run_eval = [&](int64_t windows) {
     auto t0 = examples::Clock::now();
-    last_val_bpc = evaluate(model, state.params, val_ids, cfg.seq_len, windows) / ln2;
+    last_val_bpc = evaluate(model, state.params, val_ids, cfg.seq_len, windows, dist) / ln2;
     char buf[200];
     std::snprintf(buf, sizeof buf,
                   "step %lld: val %.4f bits/char%s, train loss %.4f (%.3f bits/char)  [eval %.1fs]",
                   static_cast<long long>(state.step), last_val_bpc, windows ? "" : " (whole split)",
                   last_loss, last_loss / ln2, examples::seconds_since(t0));
     bar.message(buf);
-  };
-  auto checkpoint = [&] {
-    training::save_checkpoint(ckpt, state, state.step, cfg.run.keep);
-    saved_at = state.step;
   };
 
   // Periodic evaluations use --eval-windows windows; the last step (end of --steps, time limit
@@ -303,19 +326,16 @@ int run(const Config& cfg) {
     bool eval_now = state.step % cfg.eval_every == 0;
     if (eval_now) run_eval(cfg.eval_windows);
     if (eval_now || state.step % cfg.run.log_every == 0) log_row(eval_now);
-    if (state.step % cfg.run.ckpt_every == 0) checkpoint();
+    if (state.step % cfg.run.ckpt_every == 0) checkpoints.save(state);
   }
   bar.finish();
-  if (state.step < cfg.run.steps)
-    std::cerr << "stopped at step " << state.step << " of " << cfg.run.steps
-              << (cfg.run.stop_at > 0 && state.step >= cfg.run.stop_at ? " (--stop-at)"
-                                                                       : " (--time-limit)")
-              << "; continue with --resume\n";
+  examples::report_stop(log, cfg.run, state.step);
   run_eval(cfg.final_eval_windows);
   if (logged_at != state.step) log_row(true);
-  if (saved_at != state.step) checkpoint();
+  checkpoints.save_last(state);
+  if (!root) return 0;
 
-  // ---- outputs ----
+  // ---- outputs (rank 0) ----
   flaxpp::save(out / "params.json", Tree{{"params", state.params}});
   {
     std::ofstream v(out / "vocab.json");
@@ -353,36 +373,17 @@ int main(int argc, char** argv) {
   examples::add_run_flags(app, cfg.run);
   app.add_option("--data-dir", cfg.data_dir, "fortune files (Debian package `fortunes`)")
       ->capture_default_str();
-  app.add_option("--batch", cfg.batch, "windows per batch")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  examples::add_optimizer_flags(
+      app, cfg.optim,
+      {.batch = "windows per global batch", .weight_decay = "AdamW decay (kernels and embedding)"});
   app.add_option("--seq-len", cfg.seq_len, "characters per window = the model's seq_len")
       ->capture_default_str()
       ->check(CLI::Range(2, 4096));
-  app.add_option("--dim", cfg.dim, "model width")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--depth", cfg.depth, "gMLP blocks")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--ff-mult", cfg.ff_mult, "block hidden width = ff_mult * dim")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  examples::add_model_flags(app, cfg.model);
   app.add_option("--attn-dim", cfg.attn_dim,
                  "tiny causal attention head size in every block, the paper's aMLP (0 = none)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--lr", cfg.lr, "peak learning rate")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--warmup", cfg.warmup, "linear warmup steps")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--weight-decay", cfg.weight_decay, "AdamW decay (kernels and embedding)")
-      ->capture_default_str();
-  app.add_option("--clip", cfg.clip, "global-norm gradient clipping")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
   app.add_option("--eval-every", cfg.eval_every, "steps between validation runs")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -405,10 +406,6 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return run(cfg);
-  } catch (const std::exception& e) {
-    std::cerr << "train_charlm: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_main("train_charlm", cfg.run.distributed,
+                            [&](examples::Distributed& dist) { return run(cfg, dist); });
 }

@@ -3,6 +3,7 @@
 //
 //   build/bin/train_fashion_mnist --time-limit 600 --out-dir out/fashion    # ~89.5% test accuracy
 //   build/bin/train_fashion_mnist --resume --out-dir out/fashion       # continues bit-for-bit
+//   mpirun -np 2 build/bin/train_fashion_mnist --distributed           # 64 images per rank
 //   build/bin/train_fashion_mnist --help
 //
 // Data: the gzipped idx files in --data-dir (default /usr/share/datasets/fashion-mnist), 60000
@@ -10,7 +11,11 @@
 // training set's mean 0.2860 and std 0.3530. Every epoch visits the training set in the order
 // random::permutation(fold_in(shuffle_key, epoch)) in batches of --batch (the remainder is
 // dropped); dropout keys (stochastic depth) are fold_in(state.rng, step). So a run is fixed by
-// --seed and a resumed run sees the same batches.
+// --seed and a resumed run sees the same batches. With --distributed every rank takes its rows of
+// that same global batch, its dropout keys are fold_in(fold_in(state.rng, step), rank) (so only
+// with --survival-prob 1 does it follow the single-process run exactly), and the test set is
+// evaluated in chunks shared out among the ranks, the sums reduced; rank 0 writes every output
+// (examples/common/distributed.hpp).
 // Model: gMLPVision(image_size 28, --patch-size, 10 classes, --dim, --depth, --ff-mult,
 // survival_prob = --survival-prob). Optimizer: clip_by_global_norm -> AdamW (decay on kernels)
 // with a linear warmup then cosine decay over all steps (--epochs x steps per epoch, or --steps).
@@ -28,7 +33,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/cli.hpp"
 #include "common/data.hpp"
+#include "common/distributed.hpp"
 #include "common/metrics.hpp"
 #include "common/progress.hpp"
 #include "common/training.hpp"
@@ -48,18 +55,13 @@ namespace {
 
 struct Config {
   examples::RunFlags run{.steps = 0, .log_every = 50, .ckpt_every = 500, .out_dir = "out/fashion"};
+  examples::ModelFlags model{.dim = 64, .depth = 4, .ff_mult = 4};
+  examples::OptimizerFlags optim{
+      .batch = 128, .lr = 2e-3, .warmup = 200, .weight_decay = 0.05, .clip = 1.0};
   std::string data_dir = "/usr/share/datasets/fashion-mnist";
   int64_t epochs = 6;
-  int64_t batch = 128;
   int64_t patch_size = 7;
-  int64_t dim = 64;
-  int64_t depth = 4;
-  int64_t ff_mult = 4;
   double survival_prob = 1.0;
-  double lr = 2e-3;
-  int64_t warmup = 200;
-  double weight_decay = 0.05;
-  double clip = 1.0;
   int64_t train_limit = 0;  // use only the first N training / test images (0 = all): smoke tests
   int64_t test_limit = 0;
 };
@@ -110,73 +112,89 @@ struct EvalResult {
   double loss = 0, accuracy = 0;
 };
 
-EvalResult evaluate(const models::gMLPVision& model, const Tree& params, const Dataset& test) {
+// Mean loss and accuracy over the test set, in chunks of 500 images shared out among the ranks
+// (collective).
+EvalResult evaluate(const models::gMLPVision& model, const Tree& params, const Dataset& test,
+                    const examples::Distributed& dist) {
   const int64_t chunk = 500;
   std::vector<int32_t> idx(static_cast<size_t>(test.size()));
   for (size_t i = 0; i < idx.size(); ++i) idx[i] = static_cast<int32_t>(i);
   double loss = 0, correct = 0;
   Tree vars{{"params", params}};
-  for (int64_t i0 = 0; i0 < test.size(); i0 += chunk) {
+  auto [c0, c1] = dist.shard((test.size() + chunk - 1) / chunk);
+  for (int64_t i0 = c0 * chunk; i0 < std::min(test.size(), c1 * chunk); i0 += chunk) {
     int64_t n = std::min(chunk, test.size() - i0);
     auto [x, y] = gather(test, idx.data() + i0, n);
     Array logits = model.apply(vars, x, /*deterministic=*/true);
     loss += jnp::sum(optax::softmax_cross_entropy_with_integer_labels(logits, y)).item<float>();
     correct += optax::accuracy(logits, y).item<float>() * static_cast<double>(n);
   }
+  auto totals = dist.sum({loss, correct});
+  loss = totals[0];
+  correct = totals[1];
   return {loss / static_cast<double>(test.size()), correct / static_cast<double>(test.size())};
 }
 
-int run(Config cfg) {
-  examples::setup_runtime(cfg.run.threads);
+int run(Config cfg, examples::Distributed& dist) {
+  examples::setup_runtime(dist.threads(cfg.run.threads));
+  const auto& opt = cfg.optim;
+  const auto rows = dist.batch_rows(opt.batch);  // this rank's images of the global batch
+  const bool root = dist.is_root();
+  std::ostream& log = dist.log();
 
   // ---- data ----
   Dataset train = load_split(cfg.data_dir, "train", cfg.train_limit);
   Dataset test = load_split(cfg.data_dir, "t10k", cfg.test_limit);
-  int64_t steps_per_epoch = train.size() / cfg.batch;
+  int64_t steps_per_epoch = train.size() / opt.batch;
   if (steps_per_epoch == 0)
-    throw std::runtime_error("--batch " + std::to_string(cfg.batch) + " exceeds the " +
-                             std::to_string(train.size()) + " training images");
+    throw examples::UsageError("--batch " + std::to_string(opt.batch) + " exceeds the " +
+                               std::to_string(train.size()) + " training images");
   if (cfg.run.steps == 0) cfg.run.steps = cfg.epochs * steps_per_epoch;
-  std::cerr << "data: " << train.size() << " training and " << test.size() << " test images from "
-            << cfg.data_dir << "; " << steps_per_epoch << " steps per epoch, " << cfg.run.steps
-            << " steps ("
-            << static_cast<double>(cfg.run.steps) / static_cast<double>(steps_per_epoch)
-            << " epochs)\n";
+  log << "data: " << train.size() << " training and " << test.size() << " test images from "
+      << cfg.data_dir << "; " << steps_per_epoch << " steps per epoch, " << cfg.run.steps
+      << " steps (" << static_cast<double>(cfg.run.steps) / static_cast<double>(steps_per_epoch)
+      << " epochs)\n";
 
   // ---- model and optimizer ----
   models::gMLPVision model{.image_size = 28,
                            .patch_size = cfg.patch_size,
                            .num_classes = 10,
-                           .dim = cfg.dim,
-                           .depth = cfg.depth,
-                           .ff_mult = cfg.ff_mult,
+                           .dim = cfg.model.dim,
+                           .depth = cfg.model.depth,
+                           .ff_mult = cfg.model.ff_mult,
                            .survival_prob = cfg.survival_prob};
   auto keys =
       random::split(random::PRNGKey(cfg.run.seed), 3);  // init, dropout (state.rng), shuffling
   Tree params = model.init(keys[0], jnp::zeros({1, 28, 28, 1}))["params"];
   auto schedule = optax::warmup_cosine_decay_schedule(
-      0.0, cfg.lr, std::min(cfg.warmup, cfg.run.steps / 5), cfg.run.steps, cfg.lr * 0.01);
+      0.0, opt.lr, std::min(opt.warmup, cfg.run.steps / 5), cfg.run.steps, opt.lr * 0.01);
   auto decay_mask = [](const std::string& path) {
     return path.size() >= 6 && path.compare(path.size() - 6, 6, "kernel") == 0;
   };
-  auto tx = optax::chain({optax::clip_by_global_norm(cfg.clip),
-                          optax::adamw(schedule, 0.9, 0.999, 1e-8, cfg.weight_decay, decay_mask)});
+  auto tx = optax::chain({optax::clip_by_global_norm(opt.clip),
+                          optax::adamw(schedule, 0.9, 0.999, 1e-8, opt.weight_decay, decay_mask)});
   auto state =
-      examples::open_checkpoints(cfg.run, training::TrainState::create(params, tx, keys[1]));
-  std::cerr << "model: gMLPVision(image_size=28, patch_size=" << cfg.patch_size << " -> "
-            << model.num_patches() << " tokens, dim=" << cfg.dim << ", depth=" << cfg.depth
-            << ", ff_mult=" << cfg.ff_mult << ", survival_prob=" << cfg.survival_prob << "), "
-            << param_count(state.params) << " parameters; batch " << cfg.batch << "\n";
+      examples::open_checkpoints(cfg.run, training::TrainState::create(params, tx, keys[1]), dist);
+  log << "model: gMLPVision(image_size=28, patch_size=" << cfg.patch_size << " -> "
+      << model.num_patches() << " tokens, dim=" << cfg.model.dim << ", depth=" << cfg.model.depth
+      << ", ff_mult=" << cfg.model.ff_mult << ", survival_prob=" << cfg.survival_prob << "), "
+      << param_count(state.params) << " parameters; batch " << opt.batch;
+  if (dist.enabled())
+    log << " (" << rows.second - rows.first << " images on each of " << dist.size() << " ranks)";
+  log << "\n";
 
-  fs::path out = cfg.run.out_dir, ckpt = examples::ckpt_dir_of(cfg.run);
-  fs::create_directories(out);
+  fs::path out = cfg.run.out_dir;
   std::optional<int64_t> resumed_at;
   if (cfg.run.resume) resumed_at = state.step;
-  examples::MetricsCsv csv(out / "metrics.csv",
-                           {"step", "epoch", "time", "train_loss", "train_acc", "test_loss",
-                            "test_acc", "lr", "images_per_s"},
-                           resumed_at);
-  double time_offset = csv.last("time").value_or(0.0);
+  std::optional<examples::MetricsCsv> csv;  // rank 0's
+  if (root) {
+    fs::create_directories(out);
+    csv.emplace(out / "metrics.csv",
+                std::vector<std::string>{"step", "epoch", "time", "train_loss", "train_acc",
+                                         "test_loss", "test_acc", "lr", "images_per_s"},
+                resumed_at);
+  }
+  double time_offset = csv ? csv->last("time").value_or(0.0) : 0.0;
 
   // ---- training ----
   auto loss_fn = [&](const Tree& p, const Array& x, const Array& y, random::Key dropout) {
@@ -187,22 +205,24 @@ int run(Config cfg) {
   };
   int64_t perm_epoch = -1;
   Array perm;
-  auto batch_at = [&](int64_t step) {
+  auto batch_at = [&](int64_t step) {  // this rank's rows of the global batch
     int64_t epoch = step / steps_per_epoch, i = step % steps_per_epoch;
     if (epoch != perm_epoch) {
       perm =
           random::permutation(random::fold_in(keys[2], static_cast<uint32_t>(epoch)), train.size());
       perm_epoch = epoch;
     }
-    return gather(train, perm.data<int32_t>() + i * cfg.batch, cfg.batch);
+    return gather(train, perm.data<int32_t>() + i * opt.batch + rows.first,
+                  rows.second - rows.first);
   };
 
-  examples::Deadline deadline(cfg.run);
-  examples::ProgressBar bar(cfg.run.steps, cfg.run.log_every);
+  examples::Checkpoints checkpoints(cfg.run, dist, resumed_at);
+  examples::Deadline deadline(cfg.run, dist);
+  examples::ProgressBar bar(cfg.run.steps, cfg.run.log_every, root);
   examples::StepTimer timer;
   auto loop_start = examples::Clock::now();
   double loss_sum = 0, acc_sum = 0, window_seconds = 0;
-  int64_t count = 0, logged_at = resumed_at.value_or(-1), saved_at = resumed_at.value_or(-1);
+  int64_t count = 0, logged_at = resumed_at.value_or(-1);
   EvalResult last_eval{std::numeric_limits<double>::quiet_NaN(),
                        std::numeric_limits<double>::quiet_NaN()};
   auto epoch_of = [&] {
@@ -210,22 +230,23 @@ int run(Config cfg) {
   };
 
   auto log_row = [&](bool with_eval) {
-    double ips = window_seconds > 0 ? static_cast<double>(cfg.batch * count) / window_seconds : 0;
+    double ips = window_seconds > 0 ? static_cast<double>(opt.batch * count) / window_seconds : 0;
     auto avg = [&](double s) {
       return count ? std::optional(s / static_cast<double>(count)) : std::nullopt;
     };
-    csv.row({static_cast<double>(state.step), epoch_of(),
-             time_offset + examples::seconds_since(loop_start), avg(loss_sum), avg(acc_sum),
-             with_eval ? std::optional(last_eval.loss) : std::nullopt,
-             with_eval ? std::optional(last_eval.accuracy) : std::nullopt, schedule(state.step),
-             ips > 0 ? std::optional(ips) : std::nullopt});
+    if (csv)
+      csv->row({static_cast<double>(state.step), epoch_of(),
+                time_offset + examples::seconds_since(loop_start), avg(loss_sum), avg(acc_sum),
+                with_eval ? std::optional(last_eval.loss) : std::nullopt,
+                with_eval ? std::optional(last_eval.accuracy) : std::nullopt, schedule(state.step),
+                ips > 0 ? std::optional(ips) : std::nullopt});
     loss_sum = acc_sum = window_seconds = 0;
     count = 0;
     logged_at = state.step;
   };
   auto run_eval = [&] {
     auto t0 = examples::Clock::now();
-    last_eval = evaluate(model, state.params, test);
+    last_eval = evaluate(model, state.params, test, dist);
     char buf[160];
     std::snprintf(buf, sizeof buf,
                   "epoch %.2f (step %lld): test accuracy %.2f%%, test loss %.4f  [eval %.1fs]",
@@ -233,20 +254,19 @@ int run(Config cfg) {
                   last_eval.loss, examples::seconds_since(t0));
     bar.message(buf);
   };
-  auto checkpoint = [&] {
-    training::save_checkpoint(ckpt, state, state.step, cfg.run.keep);
-    saved_at = state.step;
-  };
 
   while (state.step < cfg.run.steps && !deadline.reached(state.step)) {
     auto t0 = examples::Clock::now();
     auto [x, y] = batch_at(state.step);
     auto [loss, logits, grads] =
-        value_and_grad(loss_fn, has_aux)(state.params, x, y, state.step_rng());
-    state = state.apply_gradients(grads);
+        value_and_grad(loss_fn, has_aux)(state.params, x, y, dist.rank_key(state.step_rng()));
+    // The global batch's mean loss, accuracy and gradient: one allreduce for all three.
+    Tree mean =
+        dist.pmean(Tree{{"grads", grads}, {"loss", loss}, {"acc", optax::accuracy(logits, y)}});
+    state = state.apply_gradients(mean["grads"]);
     double dt = examples::seconds_since(t0);
     timer.tick(dt);
-    double l = loss.item<float>(), acc = optax::accuracy(logits, y).item<float>();
+    double l = mean["loss"].array().item<float>(), acc = mean["acc"].array().item<float>();
     if (!std::isfinite(l))
       throw std::runtime_error("the loss is " + std::to_string(l) + " at step " +
                                std::to_string(state.step) + ": lower --lr");
@@ -257,25 +277,22 @@ int run(Config cfg) {
     char metrics[64];
     std::snprintf(metrics, sizeof metrics, "epoch %.2f  loss %.3f", epoch_of(), l);
     double sps = timer.seconds_per_step();
-    bar.update(state.step, metrics, sps > 0 ? static_cast<double>(cfg.batch) / sps : 0, "img/s",
+    bar.update(state.step, metrics, sps > 0 ? static_cast<double>(opt.batch) / sps : 0, "img/s",
                timer.eta(cfg.run.steps - state.step, deadline.remaining()));
     if (state.step == cfg.run.steps || deadline.reached(state.step)) break;
     bool epoch_end = state.step % steps_per_epoch == 0;
     if (epoch_end) run_eval();
     if (epoch_end || state.step % cfg.run.log_every == 0) log_row(epoch_end);
-    if (epoch_end || state.step % cfg.run.ckpt_every == 0) checkpoint();
+    if (epoch_end || state.step % cfg.run.ckpt_every == 0) checkpoints.save(state);
   }
   bar.finish();
-  if (state.step < cfg.run.steps)
-    std::cerr << "stopped at step " << state.step << " of " << cfg.run.steps
-              << (cfg.run.stop_at > 0 && state.step >= cfg.run.stop_at ? " (--stop-at)"
-                                                                       : " (--time-limit)")
-              << "; continue with --resume\n";
+  examples::report_stop(log, cfg.run, state.step);
   run_eval();
   if (logged_at != state.step) log_row(true);
-  if (saved_at != state.step) checkpoint();
+  checkpoints.save_last(state);
+  if (!root) return 0;
 
-  // ---- outputs ----
+  // ---- outputs (rank 0) ----
   flaxpp::save(out / "params.json", Tree{{"params", state.params}});
   examples::plot_png(out / "metrics.csv", out / "loss.png",
                      "train_fashion_mnist: gMLPVision on Fashion-MNIST", "loss (nats)",
@@ -312,36 +329,17 @@ int main(int argc, char** argv) {
                  "epochs (when --steps is 0: steps = epochs x steps per epoch)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--batch", cfg.batch, "images per batch")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  examples::add_optimizer_flags(
+      app, cfg.optim,
+      {.batch = "images per global batch", .weight_decay = "AdamW decay (kernels)"});
   app.add_option("--patch-size", cfg.patch_size, "patch side (divides 28: 2, 4, 7, 14)")
       ->capture_default_str()
       ->check(CLI::IsMember({2, 4, 7, 14}));
-  app.add_option("--dim", cfg.dim, "model width")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--depth", cfg.depth, "gMLP blocks")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--ff-mult", cfg.ff_mult, "block hidden width = ff_mult * dim (the paper: 6)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+  examples::add_model_flags(app, cfg.model);
   app.add_option("--survival-prob", cfg.survival_prob,
                  "stochastic depth: probability of keeping a block (1 = off)")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1.0));
-  app.add_option("--lr", cfg.lr, "peak learning rate")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--warmup", cfg.warmup, "linear warmup steps")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--weight-decay", cfg.weight_decay, "AdamW decay (kernels)")
-      ->capture_default_str();
-  app.add_option("--clip", cfg.clip, "global-norm gradient clipping")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
   app.add_option("--train-limit", cfg.train_limit, "use only the first N training images (0 = all)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -349,10 +347,6 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return run(cfg);
-  } catch (const std::exception& e) {
-    std::cerr << "train_fashion_mnist: " << e.what() << '\n';
-    return 1;
-  }
+  return examples::run_main("train_fashion_mnist", cfg.run.distributed,
+                            [&](examples::Distributed& dist) { return run(cfg, dist); });
 }

@@ -7,6 +7,7 @@
 //
 // On a terminal the line is redrawn in place with '\r' (at most ~10 times a second); otherwise
 // (a log file, ctest, CI) a plain line is printed every `plain_every` steps and at the last step.
+// A bar constructed with enabled = false prints nothing (the ranks but 0 of a --distributed run).
 // Output: "[#######.............]  700/2000  loss 2.143  12.3k tok/s  ETA 3m12s".
 #pragma once
 
@@ -52,8 +53,8 @@ inline std::string format_rate(double r) {
 
 class ProgressBar {
  public:
-  ProgressBar(int64_t total, int64_t plain_every)
-      : total_(total), every_(plain_every > 0 ? plain_every : 1) {
+  ProgressBar(int64_t total, int64_t plain_every, bool enabled = true)
+      : total_(total), every_(plain_every > 0 ? plain_every : 1), enabled_(enabled) {
     tty_ = isatty(fileno(stderr)) != 0;
   }
   ~ProgressBar() { finish(); }
@@ -64,6 +65,7 @@ class ProgressBar {
 
   void update(int64_t step, const std::string& metrics, double rate, const std::string& rate_unit,
               double eta_seconds) {
+    if (!enabled_) return;
     std::ostringstream line;
     constexpr int kWidth = 20;
     int filled =
@@ -87,6 +89,7 @@ class ProgressBar {
 
   // Prints a line of its own without garbling the bar.
   void message(const std::string& text) {
+    if (!enabled_) return;
     if (tty_ && drawn_) {
       std::cerr << "\r\033[K" << text << '\n' << last_ << std::flush;
     } else {
@@ -102,7 +105,7 @@ class ProgressBar {
 
  private:
   int64_t total_, every_;
-  bool tty_ = false, drawn_ = false;
+  bool enabled_, tty_ = false, drawn_ = false;
   std::string last_;
   std::chrono::steady_clock::time_point last_draw_{};
 };

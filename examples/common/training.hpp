@@ -1,16 +1,16 @@
-// What both training examples share: the run flags, threads, the checkpoint directory, timing.
+// What both training examples share around their loop: threads, the checkpoint directory, timing.
 //
-//   examples::RunFlags run{.steps = 3000, .ckpt_every = 500};   // the example's defaults
-//   CLI::App app{"..."};
-//   examples::add_run_flags(app, run);                          // --steps --time-limit --resume ...
-//   CLI11_PARSE(app, argc, argv);
-//   examples::setup_runtime(run.threads);                       // before any array work
-//   auto restored = examples::open_checkpoints(run, fresh_state); // the newest one with --resume
-//   examples::Deadline deadline(run);  ...  if (deadline.reached(state.step)) break;
+//   examples::setup_runtime(dist.threads(cfg.run.threads));       // before any array work
+//   auto state = examples::open_checkpoints(cfg.run, fresh_state, dist);  // newest with --resume
+//   examples::Checkpoints checkpoints(cfg.run, dist, resumed_at);  ...  checkpoints.save(state);
+//   examples::Deadline deadline(cfg.run, dist);  ...  if (deadline.reached(state.step)) break;
+//   examples::report_stop(dist.log(), cfg.run, state.step);     // "stopped at step ..." if early
 //
+// (The flags are in cli.hpp, `dist` is the --distributed setup of distributed.hpp.)
 // Checkpoints live in --ckpt-dir (default <out-dir>/ckpt). A fresh run (no --resume) removes the
 // checkpoint_<step>.msgpack files an earlier run left there, saying so, so that a later --resume
 // can never pick up a stale run; --resume restores the newest one and fails if there is none.
+// With --distributed only rank 0 reads or removes checkpoints; the others get its state.
 #pragma once
 
 #include <malloc.h>
@@ -23,8 +23,8 @@
 #include <optional>
 #include <string>
 
-#include <CLI/CLI.hpp>
-
+#include "cli.hpp"
+#include "distributed.hpp"
 #include "nn/train_state.hpp"
 
 extern "C" void openblas_set_num_threads(int num_threads);  // OpenBLAS's cblas.h; flaxpp links it
@@ -39,59 +39,6 @@ inline const Clock::time_point kProcessStart = Clock::now();
 
 inline double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-struct RunFlags {
-  int64_t steps = 1000;
-  double time_limit = 0;  // seconds, 0 = none
-  int64_t stop_at = 0;  // stop at this step as a time limit would (0 = never); for testing --resume
-  int64_t seed = 0;
-  int64_t log_every = 50;
-  int64_t ckpt_every = 500;
-  int keep = 3;
-  bool resume = false;
-  std::string out_dir;
-  std::string ckpt_dir;  // default: <out_dir>/ckpt
-  int threads = 0;       // 0 = all cores
-};
-
-inline void add_run_flags(CLI::App& app, RunFlags& f) {
-  app.add_option("--steps", f.steps, "total optimizer steps; the learning-rate schedule spans them")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option(
-         "--time-limit", f.time_limit,
-         "seconds (from program start) after which to stop, evaluate and checkpoint; 0 = none. "
-         "The schedule still spans --steps")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--stop-at", f.stop_at,
-                 "stop at this step as --time-limit would (for testing --resume); 0 = never")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  app.add_option("--seed", f.seed,
-                 "seed of PRNGKey(seed): initialisation, batches, dropout, sampling")
-      ->capture_default_str();
-  app.add_option("--log-every", f.log_every,
-                 "steps between metrics.csv rows (and progress lines when not a tty)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--ckpt-every", f.ckpt_every,
-                 "steps between checkpoints (one is also written at the end)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--keep", f.keep, "checkpoints to keep (older ones are deleted)")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_flag("--resume", f.resume,
-               "continue bit-for-bit from the newest checkpoint in --ckpt-dir");
-  app.add_option("--out-dir", f.out_dir, "where metrics.csv, the PNG plot and params.json go")
-      ->capture_default_str();
-  app.add_option("--ckpt-dir", f.ckpt_dir, "checkpoint directory (default: <out-dir>/ckpt)");
-  app.add_option("--threads", f.threads,
-                 "worker threads for BLAS and flaxpp's kernels (0 = all cores)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
 }
 
 inline fs::path ckpt_dir_of(const RunFlags& f) {
@@ -114,9 +61,12 @@ inline void setup_runtime(int threads) {
 }
 
 // With --resume: `fresh` restored from the newest checkpoint (throws if there is none). Without:
-// removes stale checkpoints from the directory and returns `fresh`.
+// removes stale checkpoints from the directory and returns `fresh`. With --distributed, rank 0
+// does either and every rank gets rank 0's state (collective).
 inline flaxpp::training::TrainState open_checkpoints(const RunFlags& f,
-                                                     const flaxpp::training::TrainState& fresh) {
+                                                     const flaxpp::training::TrainState& fresh,
+                                                     const Distributed& dist) {
+  if (!dist.is_root()) return dist.broadcast(fresh);
   fs::path dir = ckpt_dir_of(f);
   auto steps = flaxpp::training::checkpoint_steps(dir);
   if (f.resume) {
@@ -127,24 +77,52 @@ inline flaxpp::training::TrainState open_checkpoints(const RunFlags& f,
     auto state = flaxpp::training::restore_checkpoint(dir, fresh);
     std::cerr << "resumed from " << flaxpp::training::checkpoint_path(dir, steps.back()).string()
               << " (step " << state.step << ")\n";
-    return state;
+    return dist.broadcast(state);
   }
   if (!steps.empty()) {
     std::cerr << "fresh run: removing " << steps.size() << " old checkpoint(s) from "
               << dir.string() << " (pass --resume to continue them instead)\n";
     for (int64_t s : steps) fs::remove(flaxpp::training::checkpoint_path(dir, s));
   }
-  return fresh;
+  return dist.broadcast(fresh);
 }
 
-// --time-limit and --stop-at.
+// Periodic checkpoints of a run into ckpt_dir_of(f), keeping --keep of them; with --distributed
+// rank 0 writes them (every rank holds the same state).
+class Checkpoints {
+ public:
+  Checkpoints(const RunFlags& f, const Distributed& dist, std::optional<int64_t> resumed_at)
+      : dir_(ckpt_dir_of(f)),
+        keep_(f.keep),
+        root_(dist.is_root()),
+        saved_at_(resumed_at.value_or(-1)) {}
+  void save(const flaxpp::training::TrainState& state) {
+    if (root_) flaxpp::training::save_checkpoint(dir_, state, state.step, keep_);
+    saved_at_ = state.step;
+  }
+  // At the end of a run: saves unless the newest checkpoint is of this step already.
+  void save_last(const flaxpp::training::TrainState& state) {
+    if (saved_at_ != state.step) save(state);
+  }
+
+ private:
+  fs::path dir_;
+  int keep_;
+  bool root_;
+  int64_t saved_at_;
+};
+
+// --time-limit and --stop-at. With --distributed, rank 0's clock decides for every rank, so all
+// of them stop after the same step.
 class Deadline {
  public:
-  explicit Deadline(const RunFlags& f) : limit_(f.time_limit), stop_at_(f.stop_at) {}
-  // True when the run should stop before doing step `step` + 1.
+  Deadline(const RunFlags& f, const Distributed& dist)
+      : limit_(f.time_limit), stop_at_(f.stop_at), dist_(dist) {}
+  // True when the run should stop before doing step `step` + 1 (collective).
   bool reached(int64_t step) const {
-    if (stop_at_ > 0 && step >= stop_at_) return true;
-    return limit_ > 0 && seconds_since(kProcessStart) >= limit_;
+    if (stop_at_ > 0 && step >= stop_at_) return true;  // the same on every rank
+    if (limit_ <= 0) return false;
+    return dist_.agree(seconds_since(kProcessStart) >= limit_);
   }
   // Seconds left, or infinity without a time limit.
   double remaining() const {
@@ -154,7 +132,16 @@ class Deadline {
  private:
   double limit_;
   int64_t stop_at_;
+  const Distributed& dist_;
 };
+
+// After the loop: says why a run ended before --steps (and how to continue it).
+inline void report_stop(std::ostream& log, const RunFlags& f, int64_t step) {
+  if (step >= f.steps) return;
+  log << "stopped at step " << step << " of " << f.steps
+      << (f.stop_at > 0 && step >= f.stop_at ? " (--stop-at)" : " (--time-limit)")
+      << "; continue with --resume\n";
+}
 
 // Smoothed seconds per step, for the ETA and throughput (the first step, which warms caches and
 // allocators, is not counted).
