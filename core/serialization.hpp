@@ -19,6 +19,9 @@
 // - reading also accepts plain msgpack bool / int / float values (Python scalars in a state
 //   dict) as scalar leaves: bool, int32 (uint32 above INT32_MAX), float32.
 // - dtypes: float32, int32, uint32, bool. Other dtypes (float64, bfloat16, ...) are an error.
+// - limits on reading: rank <= 8; nonzero dimensions multiply to < 2^60; an empty array's to at
+//   most kMaxEmptyExtent (2^24); maps nest <= 256 deep. Every declared length or entry count is
+//   checked against the bytes left before anything is allocated ("truncated input (...)").
 //
 // JSON (what Python's json.dumps(jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), v))
 // writes, so `jax.tree_util.tree_map(jnp.asarray, json.load(f))` restores it in Flax):
@@ -39,6 +42,7 @@
 //   a float32 leaf ("dtype int32 in file, float32 in target"), floats for an int leaf, numbers
 //   for a bool leaf are errors; integer literals fit int32 and uint32 leaves (range-checked).
 //   An empty list matches a target shape with a 0 dimension, e.g. [] for (0, 3).
+// - limits on reading: objects nest <= 256 deep, lists <= 8 (an array's rank).
 //
 // Restoring against a target (from_bytes / from_json / load with a target, from_state_dict) is
 // strict: a key missing from the file, a key the target lacks (unless allow_extra), an array
@@ -76,6 +80,9 @@ class SerializationError : public std::runtime_error {
 
 // flax.serialization.MAX_CHUNK_SIZE: arrays above this many bytes are chunked.
 inline constexpr size_t kMaxChunkSize = size_t{1} << 30;
+// from_bytes rejects an array with no elements whose nonzero dimensions multiply to more than
+// this: (2^40, 0) costs a file 20 bytes, but to_json would write 2^40 "[]".
+inline constexpr uint64_t kMaxEmptyExtent = uint64_t{1} << 24;
 
 struct RestoreOptions {
   bool allow_extra = false;  // ignore file keys the target does not have

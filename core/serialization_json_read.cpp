@@ -18,6 +18,12 @@ namespace {
 
 std::string shown(const std::string& path) { return path.empty() ? "<root>" : path; }
 
+// Input quoted in a message, cut to 40 characters (a bad number can be megabytes of digits).
+std::string excerpt(const char* from, const char* to) {
+  constexpr ptrdiff_t kMax = 40;
+  return to - from <= kMax ? std::string(from, to) : std::string(from, kMax) + "...";
+}
+
 // ---- reader --------------------------------------------------------------------------------
 
 // One leaf as parsed: values as float64 (exact for every int32/uint32 and float32 value).
@@ -146,7 +152,7 @@ class JsonReader {
       int64_t i = 0;
       r = std::from_chars(p_, e, i);
       if (r.ec == std::errc::result_out_of_range)
-        fail(shown(path) + ": integer " + std::string(p_, e) + " out of range");
+        fail(shown(path) + ": integer " + excerpt(p_, e) + " out of range");
       v = static_cast<double>(i);
       if (!lv.any_int) lv.int_min = lv.int_max = v;
       lv.any_int = true;
@@ -154,7 +160,7 @@ class JsonReader {
       lv.int_max = std::max(lv.int_max, v);
     }
     if (r.ec != std::errc() || r.ptr != e)
-      fail(shown(path) + ": bad number '" + std::string(p_, e) + "'");
+      fail(shown(path) + ": bad number '" + excerpt(p_, e) + "'");
     p_ = e;
     lv.values.push_back(v);
     lv.any_float = lv.any_float || is_float;
@@ -275,7 +281,7 @@ class JsonReader {
     auto parse_half = [&](const char* from, const char* to) {
       JsonReader r(begin_, from, to);
       Half h;
-      h.lv.values.reserve(expected / 2 + 1024);
+      h.lv.values.reserve(std::min(expected / 2, static_cast<size_t>(to - from) / 2) + 1024);
       h.lv.dims.assign(1, -1);
       h.count = r.elements(h.lv, 0, path, /*half=*/true);
       if (!r.at_end()) r.fail("split list");
@@ -315,7 +321,9 @@ class JsonReader {
     if (peek() == '[') {
       size_t expected = target ? static_cast<size_t>(target->size()) : 0;
       if (!parallel_list(lv, path, expected)) {
-        lv.values.reserve(expected);
+        // A number takes >= 2 characters with its separator: a short or corrupt file must not
+        // reserve a big target's worth of values.
+        lv.values.reserve(std::min(expected, static_cast<size_t>(end_ - p_) / 2 + 1));
         list(lv, 0, path);
       }
     } else {

@@ -183,8 +183,12 @@ class MsgReader {
                              std::to_string(p_ - begin_) + ")");
   }
   bool at_end() const { return p_ == end_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - p_); }
+  // Every length read from the input is checked here, against the bytes left, before use.
   const uint8_t* take(size_t n, const std::string& path) {
-    if (static_cast<size_t>(end_ - p_) < n) fail(path, "truncated input");
+    if (remaining() < n)
+      fail(path, "truncated input (" + std::to_string(n) + " bytes needed, " +
+                     std::to_string(remaining()) + " left)");
     const uint8_t* r = p_;
     p_ += n;
     return r;
@@ -267,6 +271,16 @@ void push_dim(Shape& shape, uint64_t d, uint64_t& nonzero, MsgReader& r, const s
   shape.push_back(static_cast<int64_t>(d));
 }
 
+// An array with no elements reads no bytes, so its other dimensions are not bounded by the input;
+// code that walks a shape (to_json writes "[]" per row) would loop over them. Cap them.
+void check_empty_extent(const Shape& shape, uint64_t nonzero, MsgReader& r,
+                        const std::string& path) {
+  if (numel(shape) == 0 && nonzero > kMaxEmptyExtent)
+    r.fail(path, "shape " + to_string(shape) +
+                     " has no elements, but its nonzero dimensions multiply to " +
+                     std::to_string(nonzero) + " (more than 2^24, the most flaxpp reads)");
+}
+
 // The payload of ExtType 1 / 3: packb((shape, dtype_name, raw_bytes)).
 Array decode_ndarray(std::span<const uint8_t> payload, const std::string& path) {
   MsgReader r(payload, " in an ndarray payload");
@@ -278,6 +292,7 @@ Array decode_ndarray(std::span<const uint8_t> payload, const std::string& path) 
   Shape shape;
   uint64_t nonzero = 1;
   for (int64_t i = 0; i < rank; ++i) push_dim(shape, r.uint(path, "shape"), nonzero, r, path);
+  check_empty_extent(shape, nonzero, r, path);
   std::string name(r.bytes(path, "dtype name"));
   DType dtype;
   try {
@@ -307,8 +322,14 @@ Tree decode(MsgReader& r, std::string& path, int depth = 0) {
   // maps
   if ((t & 0xf0) == 0x80 || t == 0xde || t == 0xdf) {
     size_t n = (t & 0xf0) == 0x80 ? (t & 0x0f) : r.be(t == 0xde ? 2 : 4, path);
+    // Check the count against the bytes left before reserving, or nested maps declaring 2^32
+    // entries allocate at every level. An entry takes >= 3 bytes (a non-empty fixstr key, a
+    // 1-byte value); fewer than 1 byte each is certainly truncated.
+    if (n > r.remaining())
+      r.fail(path, "truncated input (a map of " + std::to_string(n) + " entries, " +
+                       std::to_string(r.remaining()) + " bytes left)");
     std::vector<Tree::Item> items;
-    items.reserve(std::min<size_t>(n, 1 << 16));
+    items.reserve(std::min(n, r.remaining() / 3));
     bool chunked = false;
     size_t len = path.size();
     for (size_t i = 0; i < n; ++i) {
@@ -381,6 +402,7 @@ Tree unchunk(const Tree& d, const std::string& path, MsgReader& r) {
       r.fail(path, "chunked array: bad 'shape' entry " + std::to_string(i));
     push_dim(shape, static_cast<uint64_t>(dim->array().item<int64_t>()), nonzero, r, path);
   }
+  check_empty_extent(shape, nonzero, r, path);
   std::vector<const Array*> parts;
   size_t bytes = 0;
   for (size_t i = 0; i < chunks_t->size(); ++i) {

@@ -1,6 +1,6 @@
-// Regression tests for every crash the loaders' fuzzing (fuzz/, scripts/fuzz) and its review
-// found: each input, minimised, must now throw SerializationError naming the problem, through
-// from_json / from_bytes, with a target, and via load() from a file.
+// Regression tests for every crash, hang and slow input the loaders' fuzzing (fuzz/, scripts/fuzz)
+// and its review found: each input, minimised, must now throw SerializationError naming the
+// problem, through from_json / from_bytes, with a target, and via load() from a file.
 #include <doctest/doctest.h>
 
 #include <cstdint>
@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/random.hpp"
 #include "core/serialization.hpp"
 
 using namespace flaxpp;
@@ -153,4 +154,72 @@ TEST_CASE("msgpack: malformed chunked arrays threw std::invalid_argument") {
   Tree ok = from_bytes(chunked(cat({{0x82}, str("0"), {0x01}, str("1"), {0x01}}), cat({{0x81}, str("0"), kChunk})));
   CHECK(ok.array().shape() == Shape{1, 1});
   CHECK(ok.array().data<float>()[0] == 1.f);
+}
+
+TEST_CASE("msgpack: nested maps declaring 2^32 entries (slow: a 64K-entry reserve per level)") {
+  // 250 levels of {"a": {"a": ...: 1750 bytes took ~0.9 s under ASan and reserved ~3 MB per
+  // level before reading an entry. The count is now checked against the bytes left first.
+  Bytes deep;
+  for (int i = 0; i < 250; ++i) deep = cat({deep, {0xdf, 0xff, 0xff, 0xff, 0xff}, str("a")});
+  check_msgpack(deep, "from_bytes: <root>: truncated input (a map of 4294967295 entries, 1745 bytes left) (byte 5)");
+  Bytes deep16;  // map16 with 65535 entries
+  for (int i = 0; i < 250; ++i) deep16 = cat({deep16, {0xde, 0xff, 0xff}, str("a")});
+  check_msgpack(deep16, "<root>: truncated input (a map of 65535 entries, 1247 bytes left) (byte 3)");
+  // Fewer than 3 bytes an entry but at least 1: the reserve is capped, the entries fail to read.
+  check_msgpack(cat({{0xde, 0x00, 0x04}, str("a"), {0x01}, str("b")}), "from_bytes: b: truncated input (1 bytes needed, 0 left)");
+  // Entries of 3 bytes (the least possible) still fit exactly: {"a": 1, "b": 2}.
+  Tree t = from_bytes(cat({{0x82}, str("a"), {0x01}, str("b"), {0x02}}));
+  CHECK(t.at("b").array().item<int32_t>() == 2);
+  // A declared key or ext length past the end names both counts.
+  check_msgpack({0x81, 0xdb, 0xff, 0xff, 0xff, 0xff, 0x61},
+                "<root>: truncated input (4294967295 bytes needed, 1 left) (byte 6)");
+  check_msgpack({0xc9, 0xff, 0xff, 0xff, 0xff, 0x01}, "<root>: truncated input (4294967295 bytes needed, 0 left)");
+}
+
+TEST_CASE("msgpack: an empty array with a huge row count (to_json would write 2^40 \"[]\")") {
+  // (2^32 - 1, 65535, 0) float32, no bytes: loaded fine, then to_json looped for ~2^48 rows.
+  const Bytes u32max{0xce, 0xff, 0xff, 0xff, 0xff}, u16max{0xcd, 0xff, 0xff};
+  check_msgpack(ext1(cat({{0x93, 0x93}, u32max, u16max, {0x00}, kFloat32, {0xc4, 0x00}})),
+                "<root>: shape (4294967295,65535,0) has no elements, but its nonzero dimensions multiply to "
+                "281470681677825 (more than 2^24, the most flaxpp reads) in an ndarray payload");
+  // The same through a chunked array: shape {'0': 2^32 - 1, '1': 0} and one empty chunk.
+  const Bytes empty_chunk = ext1(cat({{0x93, 0x91, 0x00}, kFloat32, {0xc4, 0x00}}));
+  check_msgpack(chunked(cat({{0x82}, str("0"), u32max, str("1"), {0x00}}), cat({{0x81}, str("0"), empty_chunk})),
+                "<root>: shape (4294967295,0) has no elements, but its nonzero dimensions multiply to 4294967295");
+  // At the limit it loads: (2^24, 0) and (0, 2^24).
+  const Bytes limit{0xce, 0x01, 0x00, 0x00, 0x00};
+  CHECK(from_bytes(ext1(cat({{0x93, 0x92}, limit, {0x00}, kFloat32, {0xc4, 0x00}}))).array().shape() ==
+        Shape{1 << 24, 0});
+  CHECK(from_bytes(ext1(cat({{0x93, 0x92, 0x00}, limit, kFloat32, {0xc4, 0x00}}))).array().shape() ==
+        Shape{0, 1 << 24});
+  const Bytes over{0xce, 0x01, 0x00, 0x00, 0x01};
+  check_msgpack(ext1(cat({{0x93, 0x92}, over, {0x00}, kFloat32, {0xc4, 0x00}})),
+                "shape (16777217,0) has no elements, but its nonzero dimensions multiply to 16777217");
+}
+
+TEST_CASE("JSON: a number of 100000 digits is quoted in the error cut to 40 characters") {
+  std::string digits(100000, '1');
+  check_json("[" + digits + "]", "<root>: integer " + digits.substr(0, 40) + "... out of range");
+  check_json("{\"params\": {\"w\": [1.0, 1." + digits + "e]}}", "params/w: bad number '1." + digits.substr(0, 38) + "...'");
+  CHECK(error_of([&] { from_json("[" + digits + "]"); }).size() < 120);
+}
+
+TEST_CASE("JSON, two-thread reader: a bad character 7 bytes before the end of a 4.6 MB list") {
+  // fuzz_json_big's slow-unit-0a3cf99c (edit 01 c2 07 3b: ';' at close - 7), 16 s on a loaded
+  // machine, 0.5-2 s idle like the seeds: the costliest kind of input by design (both halves
+  // parse, the second fails, the one-thread parse runs again to report the exact position).
+  // The error must be the one-thread parse's, at the exact column, with or without the split.
+  static const std::string base = to_json(
+      Tree{{"w", random::normal(random::PRNGKey(0), {54000, 4})}, {"b", Tree{{"x]", Array::vector({1})}}}});
+  REQUIRE(base.size() > (size_t{1} << 22));  // big enough for the two-thread path
+  std::string doc = base;
+  const size_t open = doc.find('['), close = doc.find("]]") + 1, at = close - 7;
+  doc[at] = ';';
+  const std::string where = "w: expected ',' or ']' in a list";
+  CHECK(error_of([&] { from_json(doc); }) == "from_json: line 1, column " + std::to_string(at + 2) + ": " + where);
+  std::string one_thread = doc;
+  one_thread.insert(open + 1, "\t");
+  CHECK(error_of([&] { from_json(one_thread); }) ==
+        "from_json: line 1, column " + std::to_string(at + 3) + ": " + where);
+  CHECK(from_json(base).at("w").array().shape() == Shape{54000, 4});  // unedited, it loads
 }
