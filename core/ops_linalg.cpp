@@ -1,9 +1,9 @@
-// matmul (batched, NumPy semantics) on OpenBLAS sgemm, and dot/vdot built on it.
-#include <cblas.h>
+// matmul (batched, NumPy semantics) on gemm::sgemm, and dot/vdot built on it.
 
 #include <algorithm>
 
 #include "core/autodiff.hpp"
+#include "core/gemm.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 
@@ -36,8 +36,7 @@ Array matmul_nd(const Array& a, const Array& b) {
     full.push_back(n);
     Array out = Array::empty(full, DType::float32);
     if (rows && n)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, n, k, 1.f, pa, k, pb, n, 0.f,
-                  out.mutable_data<float>(), n);
+      gemm::sgemm(false, false, rows, n, k, 1.f, pa, k, pb, n, 0.f, out.mutable_data<float>(), n);
     return out;
   }
   Shape batch = broadcast_shapes(ba, bb, "matmul");
@@ -48,6 +47,13 @@ Array matmul_nd(const Array& a, const Array& b) {
   float* po = out.mutable_data<float>();
   Shape sta = kernels::broadcast_strides(ba, batch), stb = kernels::broadcast_strides(bb, batch);
   int64_t nb = numel(batch);
+  if (numel(ba) == nb || numel(ba) == 1) {
+    // b holds every batch matrix in order and a is either the same or one matrix (the spatial
+    // product W (n, n) @ x (B, n, d)): one batched call, spread over the pool.
+    if (numel(bb) == nb && m && n)
+      gemm::sgemm_batched(nb, false, false, m, n, k, pa, k, numel(ba) == 1 ? 0 : m * k, pb, n, k * n, po, n, m * n);
+    if (numel(bb) == nb) return out;
+  }
   // Walk the batch index; offsets into a and b are in matrices.
   for (int64_t i = 0; i < nb; ++i) {
     int64_t rem = i, oa = 0, ob = 0;
@@ -57,9 +63,7 @@ Array matmul_nd(const Array& a, const Array& b) {
       oa += idx * sta[d];
       ob += idx * stb[d];
     }
-    if (m && n)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.f, pa + oa * m * k, k,
-                  pb + ob * k * n, n, 0.f, po + i * m * n, n);
+    if (m && n) gemm::sgemm(false, false, m, n, k, 1.f, pa + oa * m * k, k, pb + ob * k * n, n, 0.f, po + i * m * n, n);
   }
   return out;
 }
@@ -76,8 +80,7 @@ Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
   if (k == 0)
     std::fill_n(po, m * n, 0.f);
   else if (m && n)
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n,
-                k, 1.f, a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1], 0.f, po, n);
+    gemm::sgemm(ta, tb, m, n, k, 1.f, a.data<float>(), a.shape()[1], b.data<float>(), b.shape()[1], 0.f, po, n);
   if (!needs_grad(a, b)) return out;
   return record("matmul", out, {&a, &b},
                 [a, b, ta, tb](const Array& g, const Array&, const Need& need) {
@@ -126,6 +129,26 @@ Array jnp::matmul(const Array& a, const Array& b) {
       Array a2 = reshape(a, {rows, k}), g2 = reshape(g, {rows, n});
       if (need[0]) r[0] = reshape(mm2d(g2, b, false, true), a.shape());
       if (need[1]) r[1] = mm2d(a2, g2, true, false);
+      return r;
+    }
+    if (a.ndim() == 2 && !autodiff::is_recording()) {
+      // One matrix times a batch (the spatial product W (n, n) @ x (B, n, d)), straight on BLAS:
+      // dW = sum_i g_i x_i^T accumulated in place (no (B, n, n) intermediate), dx_i = W^T g_i.
+      int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape().back(), count = b.size() / std::max<int64_t>(1, k * n);
+      const float *pa = a.data<float>(), *pb = b.data<float>(), *pg = g.data<float>();
+      if (need[0]) {
+        Array da = Array::empty(a.shape(), DType::float32);
+        float* pd = da.mutable_data<float>();
+        if (count == 0 || n == 0) std::fill_n(pd, m * k, 0.f);
+        for (int64_t i = 0; i < count && n; ++i)
+          gemm::sgemm(false, true, m, k, n, 1.f, pg + i * m * n, n, pb + i * k * n, n, i ? 1.f : 0.f, pd, k);
+        r[0] = da;
+      }
+      if (need[1]) {
+        Array db = Array::empty(b.shape(), DType::float32);
+        gemm::sgemm_batched(count, true, false, k, n, m, pa, k, 0, pg, n, m * n, db.mutable_data<float>(), n, k * n);
+        r[1] = db;
+      }
       return r;
     }
     if (need[0]) r[0] = autodiff::unbroadcast(matmul(g, swapaxes(b, -1, -2)), a.shape());

@@ -6,9 +6,12 @@
 // calling thread runs the first chunk, pool workers the rest, and the call returns when all are
 // done. Chunk boundaries depend only on n, grain and the thread count, so a reduction that sums
 // per chunk and then combines the chunk results in order is deterministic for a fixed count.
-// Workers sleep on a condition variable when idle (no spinning, so they never compete with
-// OpenBLAS's own threads between matrix products). Nested calls from inside a chunk run serially.
-// The count defaults to the number of cores; FLAXPP_NUM_THREADS or set_num_threads() change it.
+// This is the only pool: matrix products run on it too (core/gemm.hpp sets OpenBLAS to one
+// thread), so no two pools fight over the cores. Idle workers spin for FLAXPP_SPIN_US
+// microseconds (default 100) and then sleep on a condition variable, so back-to-back kernels hand
+// over cheaply and an idle process uses no CPU. Nested calls from inside a chunk run serially.
+// The count defaults to the number of cores; FLAXPP_NUM_THREADS or set_num_threads() change it
+// (with several processes per machine, e.g. MPI ranks, give each cores / ranks threads).
 #pragma once
 
 #include <cstdint>
