@@ -5,24 +5,101 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
+#include <unordered_map>
+#include <vector>
 #include <ostream>
 #include <sstream>
 
 namespace flaxpp {
 
+namespace {
+
+// Freed large blocks are kept for reuse. A training step frees and reallocates the same
+// multi-megabyte activations every step; glibc serves each from a fresh mmap whose pages fault
+// in (and are zeroed by the kernel) again, which cost a quarter of a small model's step. Blocks
+// of at least kCacheMin bytes, rounded up to whole pages, go back to a per-size free list, up to
+// FLAXPP_BUFFER_CACHE_MB in total (default 256; 0 turns the cache off); beyond that they are
+// freed. Off under AddressSanitizer, so it still sees every use after free.
+constexpr size_t kCacheMin = size_t{64} << 10, kPage = 4096;
+
+class BlockCache {
+ public:
+  static BlockCache& get() {
+    static BlockCache* cache = new BlockCache;  // never destroyed: buffers may outlive statics
+    return *cache;
+  }
+  static size_t rounded(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
+
+  void* take(size_t size) {
+    std::lock_guard<std::mutex> lock(m_);
+    auto it = free_.find(size);
+    if (it == free_.end() || it->second.empty()) return nullptr;
+    void* raw = it->second.back();
+    it->second.pop_back();
+    cached_ -= size;
+    return raw;
+  }
+  bool give(void* raw, size_t size) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (cached_ + size > cap_) return false;
+    free_[size].push_back(raw);
+    cached_ += size;
+    return true;
+  }
+  size_t release() {
+    std::lock_guard<std::mutex> lock(m_);
+    size_t freed = cached_;
+    for (auto& [size, blocks] : free_)
+      for (void* raw : blocks) std::free(raw);
+    free_.clear();
+    cached_ = 0;
+    return freed;
+  }
+
+ private:
+  BlockCache() {
+#if defined(__SANITIZE_ADDRESS__)
+    cap_ = 0;
+#else
+    if (const char* env = std::getenv("FLAXPP_BUFFER_CACHE_MB")) cap_ = size_t(std::max(0, std::atoi(env))) << 20;
+#endif
+  }
+  std::mutex m_;
+  std::unordered_map<size_t, std::vector<void*>> free_;
+  size_t cached_ = 0, cap_ = size_t{256} << 20;
+};
+
+constexpr size_t kSlack = 64 + sizeof(void*);
+
+}  // namespace
+
+size_t release_buffer_cache() { return BlockCache::get().release(); }
+
 // 64-byte alignment by hand over plain malloc: glibc's aligned_alloc (memalign) splits a larger
 // chunk and frees the rest, which cost about a quarter of a tiny op (and fragments the heap
 // into malloc_consolidate calls). The malloc'ed pointer is kept just below the aligned data.
 Buffer::Buffer(size_t bytes) : bytes_(bytes) {
-  void* raw = std::malloc(std::max<size_t>(bytes, 1) + 64 + sizeof(void*));
+  void* raw = nullptr;
+  if (bytes >= kCacheMin) {
+    size_t size = BlockCache::rounded(bytes + kSlack);
+    raw = BlockCache::get().take(size);
+    if (!raw) raw = std::malloc(size);
+  } else {
+    raw = std::malloc(std::max<size_t>(bytes, 1) + kSlack);
+  }
   if (!raw) throw std::bad_alloc();
   auto at = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + 63) & ~uintptr_t{63};
   data_ = reinterpret_cast<void*>(at);
   static_cast<void**>(data_)[-1] = raw;
 }
 
-Buffer::~Buffer() { std::free(static_cast<void**>(data_)[-1]); }
+Buffer::~Buffer() {
+  void* raw = static_cast<void**>(data_)[-1];
+  if (bytes_ >= kCacheMin && BlockCache::get().give(raw, BlockCache::rounded(bytes_ + kSlack))) return;
+  std::free(raw);
+}
 
 Array::Array(Shape shape, DType dtype, std::shared_ptr<Buffer> buffer)
     : shape_(shape), size_(numel(shape)), dtype_(dtype), buffer_(std::move(buffer)) {}

@@ -31,7 +31,11 @@ namespace autodiff {
 struct Node;
 }
 
-// 64-byte aligned, immutable-after-construction storage shared by arrays.
+// Storage shared by arrays: 64-byte aligned, immutable once the producing op returns. Freed blocks of
+// 64 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 256);
+// release_buffer_cache() returns them to the system and says how many bytes that was.
+size_t release_buffer_cache();
+
 class Buffer {
  public:
   explicit Buffer(size_t bytes);
@@ -124,6 +128,8 @@ class Array {
   // A deep copy with its own buffer.
   Array copy() const;
   bool shares_buffer_with(const Array& o) const { return buffer_ == o.buffer_; }
+  // How many arrays share this storage (autodiff::reusable asks whether it is the only one).
+  long use_count() const { return buffer_.use_count(); }
 
   const std::shared_ptr<autodiff::Node>& node() const { return node_; }
   void set_node(std::shared_ptr<autodiff::Node> n) { node_ = std::move(n); }
