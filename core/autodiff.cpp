@@ -4,13 +4,39 @@
 #include <unordered_map>
 
 #include "core/ops.hpp"
+#include "core/parallel.hpp"
 
 namespace flaxpp::autodiff {
 
 namespace {
 thread_local bool t_recording = true;
 thread_local int t_depth = 0;
+thread_local bool t_consuming = false;
+
+struct ConsumingScope {
+  bool prev;
+  explicit ConsumingScope(bool on) : prev(t_consuming) { t_consuming = on; }
+  ~ConsumingScope() { t_consuming = prev; }
+};
 }  // namespace
+
+namespace {
+// acc += g, elementwise, same shape (the same float additions jnp::add makes).
+void add_in_place(Array& acc, const Array& g) {
+  float* pa = acc.mutable_data<float>();
+  const float* pg = g.data<float>();
+  parallel_for(acc.size(), 1 << 15, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) pa[i] += pg[i];
+  });
+}
+}  // namespace
+
+Array reusable(const Array& a, const Shape& shape, DType dtype) {
+  if (t_consuming && a.use_count() == 1 && a.nbytes() == static_cast<size_t>(numel(shape)) * itemsize(dtype) &&
+      a.dtype() == dtype)
+    return a.reshaped(shape).detached();
+  return Array::empty(shape, dtype);
+}
 
 bool is_recording() { return t_recording; }
 int trace_depth() { return t_depth; }
@@ -70,9 +96,11 @@ Array unbroadcast(const Array& g, const Shape& shape) {
 }
 
 std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
-                            const std::vector<Array>& targets, bool record_backward) {
+                            const std::vector<Array>& targets, bool record_backward, bool consume) {
   std::optional<NoRecord> guard;
   if (!record_backward) guard.emplace();
+  consume = consume && !record_backward;
+  ConsumingScope consuming(consume);
 
   // 1. Topological order of every node reachable from the outputs (iterative DFS).
   std::vector<Node*> order;
@@ -116,10 +144,14 @@ std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector
   std::unordered_map<Node*, Array> ct;
   auto accumulate = [&](Node* n, const Array& g) {
     auto it = ct.find(n);
-    if (it == ct.end())
+    if (it == ct.end()) {
       ct.emplace(n, g);
-    else
+    } else if (consume && it->second.use_count() == 1 && it->second.is_float() && g.is_float() &&
+               it->second.shape() == g.shape() && !g.shares_buffer_with(it->second)) {
+      add_in_place(it->second, g);  // sole owner: accumulate in place
+    } else {
       it->second = it->second + g;
+    }
   };
   for (size_t i = 0; i < outputs.size(); ++i) {
     Node* n = outputs[i].node().get();
@@ -143,6 +175,12 @@ std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector
     // Give the rule the output with its own node so recorded expressions link to it.
     if (record_backward) out.set_node(n->shared_from_this());
     auto grads = n->vjp(g, out, need);
+    if (consume) {  // run once: drop the rule's captured activations now
+      n->vjp = nullptr;
+      n->saved_output = Array();
+    }
+    g = Array();
+    out = Array();
     for (size_t k = 0; k < need.size(); ++k)
       if (need[k]) accumulate(n->parents[k].get(), grads[k]);
   }

@@ -90,8 +90,17 @@ Array trace_leaf(const Array& x, const char* what);
 // The reverse pass: seeds each output with its cotangent and returns the cotangent reaching
 // each target leaf (zeros where none does). Records the backward computation only when
 // `record_backward` is set (an enclosing transformation will differentiate it).
+// With `consume`, the graph is run once and torn down as it goes: each node's rule (and the
+// activations it captured) is released right after it runs, so memory falls during the pass, and
+// rules may write their results into buffers nothing else references (see reusable). grad and
+// value_and_grad at the top level consume; vjp's pullback, which may be called again, does not.
 std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
-                            const std::vector<Array>& targets, bool record_backward);
+                            const std::vector<Array>& targets, bool record_backward, bool consume = false);
+
+// Inside a consuming backward pass: `a` (a cotangent or an array a rule captured) is referenced
+// by nothing else, so the rule may overwrite it with its result. Returns `a` as a writable array of
+// `shape`/`dtype` if so and the byte sizes agree, else a fresh uninitialised array.
+Array reusable(const Array& a, const Shape& shape, DType dtype);
 
 // Zeros with a's shape and dtype, untraced.
 Array zeros_like_value(const Array& a);
@@ -218,7 +227,7 @@ auto value_and_grad_impl(const char* what, const F& f, const Args&... args) {
   else
     value = scalar_output(result, what);
   bool nested = trace_depth() > 0;
-  auto cts = backward({value}, {Array(1.f)}, targets, nested);
+  auto cts = backward({value}, {Array(1.f)}, targets, nested, /*consume=*/!nested);
   if (!nested)
     for (auto& c : cts) c = c.detached();
   // Split the cotangents back into one structure per differentiated argument.
