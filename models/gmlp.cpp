@@ -168,9 +168,20 @@ Array next_token_loss(const Array& logits, const Array& tokens) {
                                 to_string(tokens.shape()));
   int64_t L = tk.shape()[1];
   if (L < 2) throw std::invalid_argument("next_token_loss: need at least 2 tokens, got " + std::to_string(L));
-  Array pred = jnp::slice(lg, 1, 0, L - 1);         // (B, L-1, V)
-  Array target = jnp::slice(tk, 1, 1, L);           // (B, L-1)
-  return jnp::mean(optax::softmax_cross_entropy_with_integer_labels(pred, target));
+  // Cross-entropy at every position against the next token, then the mean over positions
+  // 0..L-2: the same numbers as slicing logits[:, :-1] first, without copying the (B, L, V)
+  // logits (80 MB for the README model). The last position's label is a placeholder (0); its loss
+  // is dropped, so its gradient row is exactly zero.
+  int64_t B = tk.shape()[0];
+  Array next = Array::empty({B, L}, DType::int32);
+  const int32_t* pt = tk.data<int32_t>();
+  int32_t* pn = next.mutable_data<int32_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    std::copy(pt + b * L + 1, pt + (b + 1) * L, pn + b * L);
+    pn[b * L + L - 1] = 0;
+  }
+  Array losses = optax::softmax_cross_entropy_with_integer_labels(lg, next);  // (B, L)
+  return jnp::mean(jnp::slice(losses, 1, 0, L - 1));
 }
 
 }  // namespace flaxpp::models

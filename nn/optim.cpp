@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/ops.hpp"
+#include "core/parallel.hpp"
 
 namespace flaxpp::optax {
 
@@ -92,19 +93,47 @@ GradientTransformation scale_by_adam(double b1d, double b2d, double epsd, double
             return Tree{{"count", count_array(0)}, {"mu", zeros_like_tree(params)}, {"nu", zeros_like_tree(params)}};
           },
           [=](const Tree& u, const Tree& state, const Tree*) {
-            Tree mu = tree_map([=](const Array& g, const Array& m) { return one_b1 * g + b1 * m; }, u, state["mu"]);
-            Tree nu = tree_map([=](const Array& g, const Array& v) { return one_b2 * (g * g) + b2 * v; }, u, state["nu"]);
             int64_t count = count_of(state) + 1;
             // optax: 1 - decay**count, a float32 power of the int32 count.
             float c1 = 1.f - std::pow(b1, static_cast<float>(count));
             float c2 = 1.f - std::pow(b2, static_cast<float>(count));
-            Tree out = tree_map(
-                [=](const Array& m, const Array& v) {
-                  Array m_hat = m / c1, v_hat = v / c2;
-                  return m_hat / (jnp::sqrt(v_hat + eps_root) + eps);
-                },
-                mu, nu);
-            return std::make_pair(out, Tree{{"count", count_array(count)}, {"mu", mu}, {"nu", nu}});
+            auto [g, def] = tree_flatten(u);
+            if (!(tree_structure(state["mu"]) == def && tree_structure(state["nu"]) == def))  // tree_map's error
+              tree_map([](const Array& a, const Array&, const Array&) { return a; }, u, state["mu"], state["nu"]);
+            std::vector<Array> m = tree_leaves(state["mu"]), v = tree_leaves(state["nu"]);
+            std::vector<Array> mu(g.size()), nu(g.size()), out(g.size());
+            for (size_t i = 0; i < g.size(); ++i) {
+              if (g[i].node() || m[i].node() || v[i].node() || !g[i].is_float() || g[i].shape() != m[i].shape() ||
+                  g[i].shape() != v[i].shape()) {  // traced or mismatched: the jnp definition (and its errors)
+                mu[i] = one_b1 * g[i] + b1 * m[i];
+                nu[i] = one_b2 * (g[i] * g[i]) + b2 * v[i];
+                out[i] = (mu[i] / c1) / (jnp::sqrt(nu[i] / c2 + eps_root) + eps);
+                continue;
+              }
+              // One pass per leaf instead of ten elementwise ops; the same float32 operations in
+              // the same order (no contraction), so the same bits.
+              mu[i] = Array::empty(g[i].shape(), DType::float32);
+              nu[i] = Array::empty(g[i].shape(), DType::float32);
+              out[i] = Array::empty(g[i].shape(), DType::float32);
+              const float *pg = g[i].data<float>(), *pm = m[i].data<float>(), *pv = v[i].data<float>();
+              float *pmu = mu[i].mutable_data<float>(), *pnu = nu[i].mutable_data<float>(),
+                    *po = out[i].mutable_data<float>();
+              parallel_for(g[i].size(), 1 << 15, [&](int64_t lo, int64_t hi) {
+                for (int64_t j = lo; j < hi; ++j) {
+                  float a = one_b1 * pg[j] + b1 * pm[j];
+                  float b = one_b2 * (pg[j] * pg[j]) + b2 * pv[j];
+                  pmu[j] = a;
+                  pnu[j] = b;
+                  po[j] = (a / c1) / (std::sqrt(b / c2 + eps_root) + eps);
+                }
+              });
+            }
+            auto like_u = [&u](const std::vector<Array>& leaves) {  // u's insertion order, as tree_map keeps
+              size_t k = 0;
+              return tree_map([&](const Array&) { return leaves[k++]; }, u);  // fn runs in sorted order
+            };
+            return std::make_pair(like_u(out),
+                                  Tree{{"count", count_array(count)}, {"mu", like_u(mu)}, {"nu", like_u(nu)}});
           }};
 }
 
