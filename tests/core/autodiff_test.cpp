@@ -5,6 +5,8 @@
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
+#include "core/ops_fused.hpp"
+#include "core/random.hpp"
 
 using namespace flaxpp;
 
@@ -122,4 +124,39 @@ TEST_CASE("stop_gradient blocks the gradient") {
   auto f = [](const Array& x) { return jnp::sum(x * jnp::stop_gradient(x)); };
   Array g = grad(f)(Array::vector({3.f}));
   CHECK(at(g, 0) == 3.f);
+}
+
+// grad / value_and_grad at the top level consume the graph: rules release their activations as
+// they run, cotangents accumulate in place, and fused rules may overwrite a buffer nothing else
+// holds. None of that may change a value, nor touch an array the caller can still see.
+TEST_CASE("consuming backward pass: same gradients as vjp's reusable pullback, caller's arrays intact") {
+  Array w = random::normal(random::PRNGKey(1), {6, 9});
+  Array labels = random::randint(random::PRNGKey(2), {6}, 0, 9);
+  auto f = [&](const Array& p) {
+    Array z = p * 2.f;  // held only by the cross-entropy rule after the forward pass
+    Array h = fused::gelu_tanh(z) + z * z;  // z used three times: accumulated cotangents
+    Array ln = fused::layer_norm(h, std::nullopt, std::nullopt, 1e-6f, true);
+    return jnp::sum(fused::softmax_cross_entropy_with_integer_labels(ln + z, labels));
+  };
+  auto [v, g] = value_and_grad(f)(w);
+  auto [out, pullback] = vjp(f, w);
+  auto [g_ref] = pullback(Array(1.f));
+  auto [g_again] = pullback(Array(1.f));  // a non-consuming pullback can run twice
+  CHECK(v.item<float>() == out.item<float>());
+  CHECK(g.to_float() == g_ref.to_float());
+  CHECK(g_again.to_float() == g_ref.to_float());
+
+  // Logits returned as aux share their buffer with the rule's copy: it must not be overwritten.
+  auto with_aux = [&](const Array& p) {
+    Array z = p * 2.f;
+    return std::make_pair(jnp::sum(fused::softmax_cross_entropy_with_integer_labels(z, labels)), z);
+  };
+  auto [v2, aux, g2] = value_and_grad(with_aux, has_aux)(w);
+  CHECK(aux.to_float() == (w * 2.f).to_float());
+  // A traced input is the caller's array: never reused either.
+  Array logits = w * 3.f;
+  std::vector<float> before = logits.to_float();
+  auto g3 = grad([&](const Array& z) { return jnp::sum(fused::softmax_cross_entropy_with_integer_labels(z, labels)); })(logits);
+  CHECK(logits.to_float() == before);
+  CHECK(g3.shape() == logits.shape());
 }

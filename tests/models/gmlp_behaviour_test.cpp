@@ -14,6 +14,7 @@
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
+#include "nn/losses.hpp"
 #include "models/gmlp.hpp"
 
 using namespace flaxpp;
@@ -595,4 +596,27 @@ TEST_CASE("finite-difference gradients through a tiny gMLP in every mode") {
                                  nn::Rngs{{"dropout", rnd::PRNGKey(5)}}));
       },
       vparams, 2);
+}
+
+TEST_CASE("next_token_loss equals the mean cross-entropy of logits[:, :-1] against tokens[:, 1:]") {
+  // It scores every position (a placeholder label at the last) instead of slicing the logits:
+  // the same value, bit for bit, and the same gradient, with an exactly zero last row.
+  Array logits = rnd::normal(rnd::PRNGKey(3), {3, 6, 11}) * 4.f;
+  Array tokens = rnd::randint(rnd::PRNGKey(4), {3, 6}, 0, 11);
+  auto sliced = [&](const Array& z) {
+    return jnp::mean(optax::softmax_cross_entropy_with_integer_labels(jnp::slice(z, 1, 0, 5), jnp::slice(tokens, 1, 1, 6)));
+  };
+  auto ours = [&](const Array& z) { return models::next_token_loss(z, tokens); };
+  CHECK(ours(logits).item<float>() == sliced(logits).item<float>());
+  auto g = grad(ours)(logits).to_float(), want = grad(sliced)(logits).to_float();
+  REQUIRE(g.size() == want.size());
+  double worst = 0;
+  for (size_t i = 0; i < g.size(); ++i) worst = std::max(worst, std::fabs(double(g[i]) - want[i]));
+  CHECK(worst <= 1e-9);  // the same float operations per row
+  for (int64_t b = 0; b < 3; ++b)
+    for (int64_t v = 0; v < 11; ++v) CHECK(g[static_cast<size_t>((b * 6 + 5) * 11 + v)] == 0.f);
+  // A 1-D sequence is a batch of one.
+  Array one = jnp::slice(logits, 0, 0, 1), t1 = jnp::slice(tokens, 0, 0, 1);
+  CHECK(models::next_token_loss(jnp::reshape(one, {6, 11}), jnp::reshape(t1, {6})).item<float>() ==
+        models::next_token_loss(one, t1).item<float>());
 }

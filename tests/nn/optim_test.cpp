@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "core/ops.hpp"
+#include "core/random.hpp"
 #include "nn/optim.hpp"
 
 using namespace flaxpp;
@@ -121,4 +122,32 @@ TEST_CASE("schedules follow optax's formulas") {
   CHECK_THROWS_WITH_AS(optax::warmup_cosine_decay_schedule(0, 1, 10, 10),
                        "warmup_cosine_decay_schedule: decay_steps (10) must exceed warmup_steps (10)",
                        std::invalid_argument);
+}
+
+TEST_CASE("scale_by_adam's one-pass kernel gives the bits of the jnp formula, keeping key order") {
+  // Leaves inserted as z, a (not sorted) with 70000 elements each, so the kernel runs in parallel.
+  Array g_z = random::normal(random::PRNGKey(1), {70000}), g_a = random::normal(random::PRNGKey(2), {7, 3});
+  Tree params{{"z", jnp::zeros({70000})}, {"a", jnp::zeros({7, 3})}};
+  Tree grads{{"z", g_z}, {"a", g_a}};
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, one_b1 = static_cast<float>(1 - 0.9), one_b2 = static_cast<float>(1 - 0.999);
+  auto tx = optax::scale_by_adam(0.9, 0.999, 1e-8);
+  Tree st = tx.init(params);
+  Array mu_z = jnp::zeros({70000}), nu_z = jnp::zeros({70000});
+  for (int count = 1; count <= 3; ++count) {
+    auto [u, ns] = tx.update(grads, st);
+    st = ns;
+    CHECK(u.keys() == std::vector<std::string>{"z", "a"});
+    CHECK(st["mu"].keys() == std::vector<std::string>{"z", "a"});
+    mu_z = one_b1 * g_z + b1 * mu_z;
+    nu_z = one_b2 * (g_z * g_z) + b2 * nu_z;
+    float c1 = 1.f - std::pow(b1, static_cast<float>(count)), c2 = 1.f - std::pow(b2, static_cast<float>(count));
+    Array want = (mu_z / c1) / (jnp::sqrt(nu_z / c2 + 0.f) + eps);
+    CHECK(st["mu"]["z"].array().to_float() == mu_z.to_float());
+    CHECK(st["nu"]["z"].array().to_float() == nu_z.to_float());
+    CHECK(u["z"].array().to_float() == want.to_float());
+    CHECK(st["count"].array().item<int32_t>() == count);
+  }
+  // A state that does not match the updates fails with tree_map's message, naming the path.
+  Tree bad{{"mu", Tree{{"z", jnp::zeros({70000})}}}, {"nu", st["nu"]}, {"count", st["count"]}};
+  CHECK_THROWS_WITH_AS(tx.update(grads, bad), doctest::Contains("tree structures differ"), std::invalid_argument);
 }
