@@ -55,6 +55,13 @@ int main(int argc, char** argv) {
   const std::vector<uint8_t> scalars{0x84, 0xa1, 'a', 0xc3, 0xa1, 'b', 0xfb, 0xa1, 'c', 0xcb, 0x3f, 0xf8, 0, 0, 0,
                                      0, 0, 0, 0xa1, 'd', 0xce, 0xff, 0xff, 0xff, 0xff};
   put(mp, "python_scalars.msgpack", str(scalars));
+  // Regression inputs (tests/reliability/fuzz_regressions_test.cpp) as starting points: nested
+  // maps declaring 2^32 entries; a (2^32 - 1, 0) float32 array.
+  std::string deep;
+  for (int i = 0; i < 4; ++i) deep += std::string("\xdf\xff\xff\xff\xff\xa1" "a", 7);
+  put(mp, "deep_maps.msgpack", deep);
+  put(mp, "empty_huge.msgpack",
+      std::string("\xc7\x12\x01\x93\x92\xce\xff\xff\xff\xff\x00\xa7" "float32\xc4\x00", 21));
 
   // Checkpoints: the TrainState state dict at step 0 and after one step.
   fs::path ck = corpus / "fuzz_checkpoint";
@@ -71,6 +78,7 @@ int main(int argc, char** argv) {
   put(big, "digit_mid", std::string("\x00\x01\x00" "7", 4));
   put(big, "bracket_mid", std::string("\x00\x02\x10]\x00\x02\x11,", 8));
   put(big, "space_end", std::string("\x01\x00\x01 ", 4));
+  put(big, "semicolon_end", std::string("\x01\xc2\x07;", 4));  // slow-unit-0a3cf99c's one edit
   std::printf("seed corpora written under %s\n", corpus.c_str());
   return 0;
 }
