@@ -5,9 +5,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <new>
-#include <unordered_map>
 #include <vector>
 #include <ostream>
 #include <sstream>
@@ -21,7 +21,8 @@ namespace {
 // in (and are zeroed by the kernel) again, which cost a quarter of a small model's step. Blocks
 // of at least kCacheMin bytes, rounded up to whole pages, go back to a per-size free list, up to
 // FLAXPP_BUFFER_CACHE_MB in total (default 256; 0 turns the cache off); beyond that they are
-// freed. Off under AddressSanitizer, so it still sees every use after free.
+// freed, and a miss returns cached memory to the system before allocating (see take). Off under
+// AddressSanitizer, so it still sees every use after free.
 constexpr size_t kCacheMin = size_t{64} << 10, kPage = 4096;
 
 class BlockCache {
@@ -32,14 +33,33 @@ class BlockCache {
   }
   static size_t rounded(size_t bytes) { return (bytes + kPage - 1) / kPage * kPage; }
 
+  // A cached block of exactly `size` bytes, or null. On a miss, cached blocks (largest first) of
+  // at least `size` bytes in total go back to the system first, so that the cache never raises
+  // the process's footprint: live + cached only grows when the cache is empty.
   void* take(size_t size) {
-    std::lock_guard<std::mutex> lock(m_);
-    auto it = free_.find(size);
-    if (it == free_.end() || it->second.empty()) return nullptr;
-    void* raw = it->second.back();
-    it->second.pop_back();
-    cached_ -= size;
-    return raw;
+    std::vector<void*> evicted;
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      auto it = free_.find(size);
+      if (it != free_.end() && !it->second.empty()) {
+        void* raw = it->second.back();
+        it->second.pop_back();
+        if (it->second.empty()) free_.erase(it);
+        cached_ -= size;
+        return raw;
+      }
+      size_t freed = 0;
+      while (freed < size && !free_.empty()) {
+        auto largest = std::prev(free_.end());
+        evicted.push_back(largest->second.back());
+        largest->second.pop_back();
+        freed += largest->first;
+        cached_ -= largest->first;
+        if (largest->second.empty()) free_.erase(largest);
+      }
+    }
+    for (void* raw : evicted) std::free(raw);
+    return nullptr;
   }
   bool give(void* raw, size_t size) {
     std::lock_guard<std::mutex> lock(m_);
@@ -67,7 +87,7 @@ class BlockCache {
 #endif
   }
   std::mutex m_;
-  std::unordered_map<size_t, std::vector<void*>> free_;
+  std::map<size_t, std::vector<void*>> free_;  // by size
   size_t cached_ = 0, cap_ = size_t{256} << 20;
 };
 

@@ -4,10 +4,11 @@
 #include <atomic>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <type_traits>
 
 #include <xsimd/xsimd.hpp>
+
+#include "core/parallel.hpp"
 
 namespace flaxpp::random {
 
@@ -73,19 +74,16 @@ std::atomic<int> g_mode{static_cast<int>(BitsMode::partitionable)};
 thread_local int t_mode_override = -1;
 std::atomic<int> g_threads{0};
 
-// Runs fn(begin, end) over [0, items) on `threads` threads (this one included). Threads take
-// contiguous blocks of kBlock items from a shared counter, so a thread slowed down by other load
-// does not hold up the rest; which thread hashes a block never changes its values.
+// Runs fn(begin, end) over [0, items) on up to `threads` threads of the kernel pool (this one
+// included). Threads take contiguous blocks of kBlock items from a shared counter, so a thread
+// slowed down by other load does not hold up the rest; which thread hashes a block never changes
+// its values.
 void run_chunked(int64_t items, int threads, const std::function<void(int64_t, int64_t)>& fn) {
   if (threads <= 1) return fn(0, items);
   std::atomic<int64_t> next{0};
-  auto work = [&] {
+  flaxpp::parallel_for(threads, 1, [&](int64_t, int64_t) {
     for (int64_t b; (b = next.fetch_add(kBlock)) < items;) fn(b, std::min(items, b + kBlock));
-  };
-  std::vector<std::thread> workers;
-  for (int t = 1; t < threads; ++t) workers.emplace_back(work);
-  work();
-  for (auto& w : workers) w.join();
+  });
 }
 
 // Threads for a draw of `words` words made of `items` work items (words or legacy pairs).
@@ -196,8 +194,7 @@ ScopedBitsMode::~ScopedBitsMode() { t_mode_override = previous_; }
 
 int num_threads() {
   int n = g_threads.load(std::memory_order_relaxed);
-  if (n > 0) return n;
-  return std::max(1u, std::thread::hardware_concurrency());
+  return n > 0 ? n : flaxpp::num_threads();
 }
 
 void set_num_threads(int n) {

@@ -63,8 +63,10 @@ class ScopedBitsMode {
 };
 
 // ---- threads used for large draws ----
-int num_threads();            // set value, or std::thread::hardware_concurrency() if unset (0)
-void set_num_threads(int n);  // 0 = hardware concurrency; 1 = single-threaded
+// Draws run on the kernel pool (core/parallel.hpp). This caps how many of its threads a draw
+// uses: 0 (the default) = all of them, flaxpp::num_threads(); 1 = single-threaded.
+int num_threads();
+void set_num_threads(int n);
 
 // ---- the word stream ----
 // The n 32-bit words of jax.random.bits(key, (n,), uint32) in `mode`, handed out in pieces:
