@@ -32,7 +32,7 @@ struct Node;
 }
 
 // Storage shared by arrays: 64-byte aligned, immutable once the producing op returns. Freed blocks of
-// 64 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 256);
+// 8 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 256);
 // release_buffer_cache() returns them to the system and says how many bytes that was.
 size_t release_buffer_cache();
 
@@ -49,6 +49,7 @@ class Buffer {
  private:
   void* data_;
   size_t bytes_;
+  size_t capacity_ = 0;  // bytes of the underlying block when it comes from (and returns to) the cache
 };
 
 template <class T>

@@ -15,6 +15,22 @@ Tree zeros_like_tree(const Tree& t) {
   return tree_map([](const Array& x) { return jnp::zeros_like(x); }, t);
 }
 
+struct AdamConstants {
+  float b1, b2, one_b1, one_b2, c1, c2, eps, eps_root;
+};
+// mu, nu and the update of scale_by_adam for n elements: the jnp formula's float32 operations in
+// its order (no contraction), vectorised (the arrays never overlap).
+void adam_kernel(const float* __restrict g, const float* __restrict m, const float* __restrict v, float* __restrict mu,
+                 float* __restrict nu, float* __restrict out, int64_t n, AdamConstants k) {
+  for (int64_t j = 0; j < n; ++j) {
+    float a = k.one_b1 * g[j] + k.b1 * m[j];
+    float b = k.one_b2 * (g[j] * g[j]) + k.b2 * v[j];
+    mu[j] = a;
+    nu[j] = b;
+    out[j] = (a / k.c1) / (std::sqrt(b / k.c2 + k.eps_root) + k.eps);
+  }
+}
+
 Array count_array(int64_t c) { return Array(static_cast<int32_t>(c)); }
 int64_t count_of(const Tree& state) { return state.at("count").array().item<int64_t>(); }
 
@@ -116,16 +132,10 @@ GradientTransformation scale_by_adam(double b1d, double b2d, double epsd, double
               nu[i] = Array::empty(g[i].shape(), DType::float32);
               out[i] = Array::empty(g[i].shape(), DType::float32);
               const float *pg = g[i].data<float>(), *pm = m[i].data<float>(), *pv = v[i].data<float>();
-              float *pmu = mu[i].mutable_data<float>(), *pnu = nu[i].mutable_data<float>(),
-                    *po = out[i].mutable_data<float>();
+              float *pmu = mu[i].mutable_data<float>(), *pnu = nu[i].mutable_data<float>(), *po = out[i].mutable_data<float>();
+              const AdamConstants k{b1, b2, one_b1, one_b2, c1, c2, eps, eps_root};
               parallel_for(g[i].size(), 1 << 15, [&](int64_t lo, int64_t hi) {
-                for (int64_t j = lo; j < hi; ++j) {
-                  float a = one_b1 * pg[j] + b1 * pm[j];
-                  float b = one_b2 * (pg[j] * pg[j]) + b2 * pv[j];
-                  pmu[j] = a;
-                  pnu[j] = b;
-                  po[j] = (a / c1) / (std::sqrt(b / c2 + eps_root) + eps);
-                }
+                adam_kernel(pg + lo, pm + lo, pv + lo, pmu + lo, pnu + lo, po + lo, hi - lo, k);
               });
             }
             auto like_u = [&u](const std::vector<Array>& leaves) {  // u's insertion order, as tree_map keeps

@@ -201,3 +201,31 @@ TEST_CASE("str() is NumPy's array_str") {
   CHECK(Array(1.f).str() == "1.0");
   CHECK(Array(int32_t{5}).str() == "5");
 }
+
+TEST_CASE("freed buffers of 8 KiB and more are reused, and release_buffer_cache hands them back") {
+#if defined(__SANITIZE_ADDRESS__)
+  CHECK(release_buffer_cache() == 0);  // the cache is off under AddressSanitizer
+#else
+  release_buffer_cache();
+  const void* first = nullptr;
+  {
+    Array a = jnp::zeros({1 << 18});  // 1 MiB: mapped directly, cached when freed
+    first = a.raw();
+  }
+  {
+    Array b = jnp::ones({1 << 18});  // the same size class comes back from the cache
+    CHECK(b.raw() == first);
+    CHECK(b.to_float()[12345] == 1.f);  // and is fully written by its op
+    Array c = jnp::ones({(1 << 18) + 100});  // within a quarter: a fresh block (b holds the cached one)
+    CHECK(c.raw() != first);
+  }
+  size_t released = release_buffer_cache();
+  CHECK(released >= (size_t{2} << 20));
+  CHECK(release_buffer_cache() == 0);
+  {
+    Array small = jnp::zeros({100});  // below 8 KiB: plain malloc, never cached
+    CHECK(small.size() == 100);
+  }
+  CHECK(release_buffer_cache() == 0);
+#endif
+}
