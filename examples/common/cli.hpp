@@ -94,8 +94,9 @@ inline void add_run_flags(CLI::App& app, RunFlags& f) {
       ->capture_default_str();
   app.add_option("--ckpt-dir", f.ckpt_dir, "checkpoint directory (default: <out-dir>/ckpt)");
   app.add_option("--threads", f.threads,
-                 "worker threads for BLAS and flaxpp's kernels per process (0 = all cores; with "
-                 "--distributed, the cores shared out among the ranks on each host)")
+                 "threads per process in flaxpp's pool (matrix products, kernels, random draws; "
+                 "0 = FLAXPP_NUM_THREADS if set, else all cores; with --distributed, the cores "
+                 "shared out among the ranks on each host)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   app.add_flag("--distributed", f.distributed,

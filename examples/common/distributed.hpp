@@ -98,12 +98,13 @@ class Distributed {
     return is_root() ? std::cerr : sink;
   }
 
-  // Threads per process: --threads if given; with --distributed and neither FLAXPP_NUM_THREADS
-  // nor OPENBLAS_NUM_THREADS set, this host's cores shared out among its ranks (two ranks on two
-  // cores each starting two threads would only fight over them); otherwise 0, the defaults.
+  // Threads per process: --threads if given; with --distributed and FLAXPP_NUM_THREADS unset,
+  // this host's cores shared out among its ranks (two ranks on two cores each starting two threads
+  // would only fight over them); otherwise 0, the defaults. (OPENBLAS_NUM_THREADS plays no part:
+  // products run on flaxpp's pool, with OpenBLAS set to one thread.)
   int threads(int requested) const {
     if (requested > 0 || !enabled_) return requested;
-    if (std::getenv("FLAXPP_NUM_THREADS") || std::getenv("OPENBLAS_NUM_THREADS")) return 0;
+    if (std::getenv("FLAXPP_NUM_THREADS")) return 0;
     int cores = static_cast<int>(std::thread::hardware_concurrency());
     return std::max(1, cores / std::max(1, host_size_));
   }

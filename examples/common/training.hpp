@@ -13,8 +13,6 @@
 // With --distributed only rank 0 reads or removes checkpoints; the others get its state.
 #pragma once
 
-#include <malloc.h>
-
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -24,10 +22,9 @@
 #include <string>
 
 #include "cli.hpp"
+#include "core/parallel.hpp"
 #include "distributed.hpp"
 #include "nn/train_state.hpp"
-
-extern "C" void openblas_set_num_threads(int num_threads);  // OpenBLAS's cblas.h; flaxpp links it
 
 namespace examples {
 
@@ -45,19 +42,13 @@ inline fs::path ckpt_dir_of(const RunFlags& f) {
   return f.ckpt_dir.empty() ? fs::path(f.out_dir) / "ckpt" : fs::path(f.ckpt_dir);
 }
 
-// Call before any array work:
-// - threads for OpenBLAS and flaxpp's kernel pool (which reads FLAXPP_NUM_THREADS when it starts,
-//   i.e. at the first parallel kernel); 0 leaves the defaults.
-// - glibc malloc keeps freed memory instead of returning it to the kernel. A training step frees
-//   and reallocates the same multi-megabyte activation buffers every step; with glibc's defaults
-//   each one is a fresh mmap whose pages fault in again, which cost as much system time as the
-//   whole computation (measured: 2x tokens/s on train_charlm with these two settings).
+// Call before any array work: `threads` for flaxpp's one pool (core/parallel.hpp), which runs the
+// matrix products, the kernels and the random draws; 0 leaves the default (FLAXPP_NUM_THREADS if
+// set, else all cores). FLAXPP_NUM_THREADS is set to match, for whatever reads it later.
 inline void setup_runtime(int threads) {
-  mallopt(M_MMAP_THRESHOLD, 256 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   if (threads <= 0) return;
   setenv("FLAXPP_NUM_THREADS", std::to_string(threads).c_str(), 1);
-  openblas_set_num_threads(threads);
+  flaxpp::set_num_threads(threads);
 }
 
 // With --resume: `fresh` restored from the newest checkpoint (throws if there is none). Without:
