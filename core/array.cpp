@@ -13,6 +13,18 @@
 #include <ostream>
 #include <sstream>
 
+// AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang only answers __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define FLAXPP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FLAXPP_ASAN 1
+#endif
+#endif
+#ifndef FLAXPP_ASAN
+#define FLAXPP_ASAN 0
+#endif
+
 namespace flaxpp {
 
 namespace {
@@ -108,7 +120,7 @@ class BlockCache {
 
  private:
   BlockCache() {
-#if defined(__SANITIZE_ADDRESS__)
+#if FLAXPP_ASAN
     cap_ = 0;
 #else
     if (const char* env = std::getenv("FLAXPP_BUFFER_CACHE_MB")) cap_ = size_t(std::max(0, std::atoi(env))) << 20;

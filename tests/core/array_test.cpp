@@ -11,6 +11,18 @@
 #include "core/ops.hpp"
 #include "core/xtensor.hpp"
 
+// AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang only answers __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define FLAXPP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FLAXPP_ASAN 1
+#endif
+#endif
+#ifndef FLAXPP_ASAN
+#define FLAXPP_ASAN 0
+#endif
+
 using namespace flaxpp;
 
 namespace {
@@ -203,7 +215,7 @@ TEST_CASE("str() is NumPy's array_str") {
 }
 
 TEST_CASE("freed buffers of 8 KiB and more are reused, and release_buffer_cache hands them back") {
-#if defined(__SANITIZE_ADDRESS__)
+#if FLAXPP_ASAN
   CHECK(release_buffer_cache() == 0);  // the cache is off under AddressSanitizer
 #else
   release_buffer_cache();
