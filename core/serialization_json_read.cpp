@@ -74,7 +74,7 @@ class JsonReader {
   }
 
   Tree value(const Tree* target, std::string& path, int depth = 0) {
-    if (depth > 256) fail("nesting deeper than 256 levels");
+    if (depth > 256) fail(shown(path) + ": nesting deeper than 256 levels");
     if (peek() != '{')
       return Tree(leaf(target && target->is_leaf() ? &target->array() : nullptr, path));
     ++p_;

@@ -223,3 +223,20 @@ TEST_CASE("JSON, two-thread reader: a bad character 7 bytes before the end of a 
         "from_json: line 1, column " + std::to_string(at + 3) + ": " + where);
   CHECK(from_json(base).at("w").array().shape() == Shape{54000, 4});  // unedited, it loads
 }
+
+TEST_CASE("nesting deeper than 256 dicts fails naming the path, in both formats") {
+  // The recursion limit (stack safety) had no test; both messages now name the path.
+  std::string path = "a";
+  for (int i = 1; i < 257; ++i) path += "/a";
+  std::string json;
+  for (int i = 0; i < 300; ++i) json += "{\"a\": ";
+  check_json(json + "1" + std::string(300, '}'), path + ": nesting deeper than 256 levels");
+  Bytes deep;
+  for (int i = 0; i < 300; ++i) deep = cat({deep, {0x81}, str("a")});
+  deep.push_back(0x01);
+  check_msgpack(deep, "from_bytes: " + path + ": nesting deeper than 256 levels (byte 771)");
+  // 256 levels load.
+  std::string ok;
+  for (int i = 0; i < 256; ++i) ok += "{\"a\": ";
+  CHECK(from_json(ok + "1" + std::string(256, '}')).at(path.substr(0, 2 * 256 - 1)).array().item<int32_t>() == 1);
+}
