@@ -108,6 +108,7 @@ class BlockCache {
     cached_ += size;
     return true;
   }
+  bool enabled() const { return cap_ > 0; }
   size_t release() {
     std::lock_guard<std::mutex> lock(m_);
     size_t freed = cached_;
@@ -136,6 +137,7 @@ class BlockCache {
 }  // namespace
 
 size_t release_buffer_cache() { return BlockCache::get().release(); }
+bool buffer_cache_enabled() { return BlockCache::get().enabled(); }
 
 // 64-byte alignment by hand over plain malloc: glibc's aligned_alloc (memalign) splits a larger
 // chunk and frees the rest, which cost about a quarter of a tiny op (and fragments the heap

@@ -35,6 +35,7 @@ struct Node;
 // 8 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 256);
 // release_buffer_cache() returns them to the system and says how many bytes that was.
 size_t release_buffer_cache();
+bool buffer_cache_enabled();  // false under AddressSanitizer or FLAXPP_BUFFER_CACHE_MB=0
 
 class Buffer {
  public:
