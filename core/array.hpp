@@ -51,6 +51,7 @@ class Buffer {
   void* data_;
   size_t bytes_;
   size_t capacity_ = 0;  // bytes of the underlying block when it comes from (and returns to) the cache
+  size_t resident_ = 0;  // of those, the leading bytes that may have pages in memory
 };
 
 template <class T>

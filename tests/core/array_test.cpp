@@ -1,8 +1,12 @@
 // flaxpp::Array: construction, shared immutable storage, item(), the xtensor bridge, and
 // printing exactly as JAX prints (expected strings are what numpy 1.24 / jax.Array.__repr__
 // print for the same values).
+#include <unistd.h>
+
 #include <cmath>
+#include <fstream>
 #include <sstream>
+#include <vector>
 
 #include <doctest/doctest.h>
 #include <xtensor/xmanipulation.hpp>
@@ -192,6 +196,42 @@ TEST_CASE("printing: long rows wrap at 75 columns, large arrays are summarised")
   CHECK(show(jnp::arange(0, 2000, 1)) ==
         "Array([0.000e+00, 1.000e+00, 2.000e+00, ..., 1.997e+03, 1.998e+03,\n"
         "       1.999e+03], dtype=float32)");
+}
+
+namespace {
+size_t resident_bytes() {  // this process's resident set, from /proc/self/statm
+  std::ifstream statm("/proc/self/statm");
+  size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  REQUIRE(statm);
+  return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+TEST_CASE("a cache miss gives back the pages of large cached blocks instead of growing the process") {
+  if (!buffer_cache_enabled()) return;  // off under AddressSanitizer (or FLAXPP_BUFFER_CACHE_MB=0)
+  release_buffer_cache();
+  const int64_t big_n = int64_t{16} << 20;  // 64 MiB of float32
+  const void* big_raw = nullptr;
+  {
+    Array big = jnp::ones({big_n});  // every page touched
+    big_raw = big.raw();
+  }  // cached, all 64 MiB still in memory
+  const size_t before = resident_bytes();
+  {
+    std::vector<Array> small;  // 10 x 4 MiB: each a miss (the 64 MiB block is too large to serve it)
+    for (int i = 0; i < 10; ++i) small.push_back(jnp::ones({int64_t{1} << 20}));
+    const size_t after = resident_bytes();
+    // 40 MiB came in; the cache held 64 MiB in memory and keeps at most 16 beyond what is live,
+    // so it gave 40 back. Without that the process grows by 40 MiB.
+    CHECK(after < before + (size_t{8} << 20));
+    CHECK(after > before - (size_t{8} << 20));
+  }
+  Array again = jnp::full({big_n}, 2.f);  // the trimmed block serves its own size again...
+  CHECK(again.raw() == big_raw);
+  const float* p = again.data<float>();
+  for (int64_t i : {int64_t{0}, big_n / 2, big_n - 1}) CHECK(p[i] == 2.f);  // ...and its fresh pages are written
+  release_buffer_cache();
 }
 
 TEST_CASE("str() is NumPy's array_str") {
