@@ -81,23 +81,25 @@ class BlockCache {
   // its leading bytes may be in memory to *resident; it returns to its own size class when freed.
   //
   // What the caller brings into memory (a miss's `size`, or the part of a hit block past its
-  // resident bytes) the cache gives back first, so that it does not make the process larger:
+  // resident bytes) the cache partly gives back first, so that it does not make the process
+  // much larger:
   //  - on a miss, cached blocks smaller than `size` (which cannot serve it) are unmapped, largest
   //    first, up to `size` bytes;
   //  - then, while the cache still holds more than kResidentSlack (16 MiB) in memory, the pages
-  //    at the end of cached blocks of kReclaimMin (4 MiB) and more are given back (madvise),
-  //    largest first; those blocks stay cached and mapped, and their pages fault in again when
-  //    they are reused.
-  // So beyond what a cache-less process would have in memory, the cache keeps about the slack,
-  // plus blocks under 4 MiB. Measured on gmlp_bench's config i sequence (init, forward, then
-  // forward+backward): without the second step, peak RSS 400.1 MiB (the 80 MB logits block and
-  // the 4-8 MB activation blocks stayed in memory through the backward pass); 375.2 without a
-  // cache; 392.6 now. Giving back down to 0 bytes instead of 16 MiB took 1.7x the page faults
-  // of a forward+backward pass; trimming blocks from 1 MiB up took 20x the page faults of a
-  // config ii train step (from 4 MiB: 2.3x, 500 faults, ~1 ms of 100). (Also measured and
-  // rejected: a 2x fit for every size let half-size activations take whole blocks, +33 MB for
-  // the README model; unmapping larger blocks made steps evict each other's blocks and fault
-  // them in again, 2-3x slower.)
+  //    at the end of cached blocks from kReclaimMin (4 MiB) up to kLooseFit (16 MiB) are given
+  //    back (madvise), largest first; those blocks stay cached and mapped, and their pages fault
+  //    in again when they are reused.
+  // Measured with gmlp_bench's config i sequence (init, forward, then forward+backward), peak
+  // RSS of init + forward + backward: 400.6 MiB without the second step (4-8 MB activation and
+  // gradient blocks stayed in memory through the backward pass), 375 without a cache, 398.3 now.
+  // Each trimmed page that is reused costs a fault, about 2 us here, and trims that the next
+  // step undoes repeat every step. Per call, measured: trimming blocks of 16 MiB and more too
+  // (peak 392.8) made every forward pass fault the 80 MB logits block back in, 1.2k -> 8.5k
+  // faults; trimming down to 0 bytes instead of 16 MiB took 1.7x the faults of a
+  // forward+backward pass; trimming from 1 MiB up, 20x those of a config ii train step (from 4
+  // MiB: 496 instead of 219, ~1 ms of 100). (Also measured and rejected: a 2x fit for every size
+  // let half-size activations take whole blocks, +33 MB for the README model; unmapping larger
+  // blocks made steps evict each other's blocks and fault them in again, 2-3x slower.)
   void* take(size_t size, size_t* capacity, size_t* resident) {
     std::vector<std::pair<void*, size_t>> evicted;            // unmap (raw, capacity)
     std::vector<std::tuple<void*, size_t, size_t>> dropped;   // drop_pages(raw, from, to)
@@ -129,7 +131,8 @@ class BlockCache {
         }
       }
       size_t reclaim = std::min(shortfall, resident_ > kResidentSlack ? resident_ - kResidentSlack : 0);
-      for (auto at = free_.rbegin(); reclaim > 0 && at != free_.rend() && at->first >= kReclaimMin; ++at)
+      auto below = std::make_reverse_iterator(free_.lower_bound(kLooseFit));
+      for (auto at = below; reclaim > 0 && at != free_.rend() && at->first >= kReclaimMin; ++at)
         for (Block& b : at->second) {
           if (reclaim == 0) break;
           size_t keep = b.resident - std::min(b.resident, page_up(reclaim));
