@@ -392,7 +392,13 @@ Array jnp::astype(const Array& a, DType dtype) {
 
 Array jnp::zeros(const Shape& shape, DType dtype) {
   Array out = Array::empty(shape, dtype);
-  if (out.nbytes()) std::memset(out.mutable_raw(), 0, out.nbytes());
+  char* p = static_cast<char*>(out.mutable_raw());
+  constexpr int64_t kChunk = int64_t{1} << 18;  // bytes per task: large fills go on the pool
+  int64_t chunks = (static_cast<int64_t>(out.nbytes()) + kChunk - 1) / kChunk;
+  parallel_for(chunks, 2, [&](int64_t lo, int64_t hi) {
+    size_t end = std::min(out.nbytes(), static_cast<size_t>(hi * kChunk));
+    std::memset(p + lo * kChunk, 0, end - static_cast<size_t>(lo * kChunk));
+  });
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/parallel.hpp"
 
 namespace flaxpp {
 
@@ -79,14 +80,35 @@ void walk_window(const Window& w, Fn fn) {
 
 Array pad_window(const Array& g, const Window& w);
 
+// Calls fn(sub, o0) for blocks of the window, on the pool when it is large: `sub` is the window
+// cut to a range of its first axis of extent > 1 (all axes before it have extent 1), and `o0` is
+// the offset of sub's first element in the whole window's output. Input offsets stay global.
+constexpr int64_t kCopyGrain = int64_t{1} << 15;  // elements per task
+template <class Fn>
+void for_window_blocks(const Window& w, Fn fn) {
+  int64_t total = numel(w.out_shape);
+  size_t ax = 0;
+  while (ax < w.out_shape.size() && w.out_shape[ax] == 1) ++ax;
+  if (total < 2 * kCopyGrain || ax == w.out_shape.size()) return fn(w, int64_t{0});
+  int64_t rows = w.out_shape[ax], row = total / rows;
+  parallel_for(rows, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(row, 1)), [&](int64_t lo, int64_t hi) {
+    Window sub = w;
+    sub.out_shape[ax] = hi - lo;
+    sub.start[ax] = w.start[ax] + lo * w.step[ax];
+    fn(sub, lo * row);
+  });
+}
+
 Array slice_window(const Array& a, const Window& w) {
   if (w.is_identity()) return a;
   Array out = Array::empty(w.out_shape, a.dtype());
   size_t isz = itemsize(a.dtype());
   const char* src = static_cast<const char*>(a.raw());
   char* dst = static_cast<char*>(out.mutable_raw());
-  walk_window(w, [&](int64_t o, int64_t so, int64_t n, int64_t ss) {
-    gather_run(dst + o * isz, src + so * isz, n, ss, isz);
+  for_window_blocks(w, [&](const Window& sub, int64_t o0) {
+    walk_window(sub, [&](int64_t o, int64_t so, int64_t n, int64_t ss) {
+      gather_run(dst + (o0 + o) * isz, src + so * isz, n, ss, isz);
+    });
   });
   if (!needs_grad(a)) return out;
   return record("slice", out, {&a},
@@ -99,8 +121,13 @@ Array pad_window(const Array& g, const Window& w) {
   Array out = jnp::zeros(w.in_shape, DType::float32);
   float* dst = out.mutable_data<float>();
   const float* src = g.data<float>();
-  walk_window(w, [&](int64_t o, int64_t so, int64_t n, int64_t ss) {
-    for (int64_t i = 0; i < n; ++i) dst[so + i * ss] = src[o + i];
+  for_window_blocks(w, [&](const Window& sub, int64_t o0) {
+    walk_window(sub, [&](int64_t o, int64_t so, int64_t n, int64_t ss) {
+      if (ss == 1)
+        std::memcpy(dst + so, src + o0 + o, static_cast<size_t>(n) * sizeof(float));
+      else
+        for (int64_t i = 0; i < n; ++i) dst[so + i * ss] = src[o0 + o + i];
+    });
   });
   if (!needs_grad(g)) return out;
   return record("pad", out, {&g}, [w](const Array& gg, const Array&, const Need&) {

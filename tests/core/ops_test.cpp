@@ -2,12 +2,14 @@
 // promotion, broadcasting, numerical stability and the exact error messages.
 #include "core/ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
+#include "core/parallel.hpp"
 
 using namespace flaxpp;
 using namespace flaxpp::jnp;
@@ -325,6 +327,46 @@ TEST_CASE("slice with Python semantics; index") {
   CHECK(V(index(m, -1)) == std::vector<double>{8, 9, 10, 11});
   CHECK(index(x, 2).ndim() == 0);
   CHECK(index(x, 2).item<float>() == 2.f);
+}
+
+TEST_CASE("large slices, their transposes (pad) and zeros split over the pool equal plain indexing") {
+  // (1, 1200, 5, 64)[:, 7:1190:2, ::2, 1:63] has 110k elements, enough to be cut into blocks of
+  // its first axis of extent > 1; the leading 1 checks that the cut skips it.
+  const int64_t A = 1200, Bd = 5, C = 64;
+  Array x = iota({1, A, Bd, C});
+  std::vector<Slice> sl = {{0, std::nullopt}, {7, 1190, 2}, {0, std::nullopt, 2}, {1, 63}};
+  const int64_t na = 592, nb = 3, nc = 62;
+  const int saved = num_threads();
+  for (int threads : {1, 2, 3}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    Array y = slice(x, sl);
+    REQUIRE(y.shape() == Shape{1, na, nb, nc});
+    const float* py = y.data<float>();
+    int64_t bad = 0;
+    for (int64_t i = 0; i < na; ++i)
+      for (int64_t j = 0; j < nb; ++j)
+        for (int64_t k = 0; k < nc; ++k)
+          bad += py[(i * nb + j) * nc + k] != static_cast<float>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k);
+    CHECK(bad == 0);
+    // d/dx sum(slice(x) * w) = w scattered into zeros of x's shape
+    Array w = iota(y.shape()) + 1.f;
+    Array g = grad([&](const Array& v) { return sum(slice(v, sl) * w); })(x);
+    REQUIRE(g.shape() == x.shape());
+    const float* pg = g.data<float>();
+    const float* pw = w.data<float>();
+    std::vector<int64_t> hit(static_cast<size_t>(x.size()), -1);
+    for (int64_t i = 0; i < na; ++i)
+      for (int64_t j = 0; j < nb; ++j)
+        for (int64_t k = 0; k < nc; ++k) hit[static_cast<size_t>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k)] = (i * nb + j) * nc + k;
+    bad = 0;
+    for (int64_t e = 0; e < x.size(); ++e) bad += pg[e] != (hit[static_cast<size_t>(e)] < 0 ? 0.f : pw[hit[static_cast<size_t>(e)]]);
+    CHECK(bad == 0);
+    Array z = zeros({(int64_t{1} << 20) + 3});  // 4 MiB and a few bytes: 17 pool chunks
+    const float* pz = z.data<float>();
+    CHECK(std::count(pz, pz + z.size(), 0.f) == z.size());
+  }
+  set_num_threads(saved);
 }
 
 TEST_CASE("take, take_along_axis, one_hot") {
