@@ -15,6 +15,8 @@
 // It prints, per config, the products' time for the forward pass and for forward + backward,
 // their rate, and what the targets would need: GFLOP/s over the whole step, and that as a share
 // of the FMA peak.
+#include <immintrin.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,8 +25,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <immintrin.h>
 
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
@@ -69,7 +69,8 @@ double fma_peak(int threads) {
   for (int rep = 0; rep < 3; ++rep) {
     std::vector<double> rates(static_cast<size_t>(threads));
     std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t) pool.emplace_back([&rates, t] { rates[static_cast<size_t>(t)] = fma_rate(100'000'000); });
+    for (int t = 0; t < threads; ++t)
+      pool.emplace_back([&rates, t] { rates[static_cast<size_t>(t)] = fma_rate(100'000'000); });
     for (auto& th : pool) th.join();
     double sum = 0;
     for (double r : rates) sum += r;
@@ -80,23 +81,24 @@ double fma_peak(int threads) {
 
 struct Product {
   const char* what;
-  bool forward;        // part of the forward pass (else backward only)
-  int64_t count;       // batch of independent products (sgemm_batched), or 1
+  bool forward;   // part of the forward pass (else backward only)
+  int64_t count;  // batch of independent products (sgemm_batched), or 1
   bool ta, tb;
   int64_t m, n, k;
-  bool accumulate;     // `count` products summed into one output (beta = 1 after the first)
+  bool accumulate;  // `count` products summed into one output (beta = 1 after the first)
   double flops() const { return 2.0 * static_cast<double>(count * m * n * k); }
 };
 
 // The products of one training step (forward + backward) of gMLP(num_tokens=V, dim=d, depth,
 // ff_mult 4) on B x L tokens, with the spatial gating when `spatial`.
-std::vector<Product> step_products(int64_t V, int64_t d, int64_t depth, int64_t B, int64_t L, bool spatial) {
+std::vector<Product> step_products(int64_t V, int64_t d, int64_t depth, int64_t B, int64_t L,
+                                   bool spatial) {
   const int64_t T = B * L, ff = 4 * d, c = ff / 2;
   std::vector<Product> p;
   auto dense = [&](const char* what, int64_t in, int64_t out) {
-    p.push_back({what, true, 1, false, false, T, out, in, false});    // y = x W
-    p.push_back({what, false, 1, false, true, T, in, out, false});    // dx = g W^T
-    p.push_back({what, false, 1, true, false, in, out, T, false});    // dW = x^T g
+    p.push_back({what, true, 1, false, false, T, out, in, false});  // y = x W
+    p.push_back({what, false, 1, false, true, T, in, out, false});  // dx = g W^T
+    p.push_back({what, false, 1, true, false, in, out, T, false});  // dW = x^T g
   };
   for (int64_t layer = 0; layer < depth; ++layer) {
     dense("proj_in", d, ff);
@@ -112,23 +114,26 @@ std::vector<Product> step_products(int64_t V, int64_t d, int64_t depth, int64_t 
   return p;
 }
 
-// Fastest of 9 calls (a floor: the machine's noise only ever adds time) of one product, operands filled once and reused (warm), as flaxpp calls it.
+// Seconds of one product as flaxpp calls it, operands filled once and reused (warm): the fastest
+// of 9 calls, since the machine's noise only ever adds time.
 double time_product(const Product& q) {
   const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
   const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
-  std::vector<float> a(static_cast<size_t>(a_rows * a_cols), 0.5f);  // batched: the shared W, stride 0
+  std::vector<float> a(static_cast<size_t>(a_rows * a_cols),
+                       0.5f);  // batched: the shared W, stride 0
   std::vector<float> b(static_cast<size_t>(q.count * b_rows * b_cols), 0.25f);
   std::vector<float> out(static_cast<size_t>((q.accumulate ? 1 : q.count) * q.m * q.n));
   auto call = [&] {
     if (q.count == 1) {
-      flaxpp::gemm::sgemm(q.ta, q.tb, q.m, q.n, q.k, 1.f, a.data(), a_cols, b.data(), b_cols, 0.f, out.data(), q.n);
+      flaxpp::gemm::sgemm(q.ta, q.tb, q.m, q.n, q.k, 1.f, a.data(), a_cols, b.data(), b_cols, 0.f,
+                          out.data(), q.n);
     } else if (q.accumulate) {  // dW of the spatial product: one sgemm per batch entry, summed
       for (int64_t i = 0; i < q.count; ++i)
         flaxpp::gemm::sgemm(q.ta, q.tb, q.m, q.n, q.k, 1.f, b.data() + i * q.m * q.k, q.k,
                             b.data() + i * b_rows * b_cols, b_cols, i ? 1.f : 0.f, out.data(), q.n);
     } else {
-      flaxpp::gemm::sgemm_batched(q.count, q.ta, q.tb, q.m, q.n, q.k, a.data(), a_cols, 0, b.data(), b_cols,
-                                  b_rows * b_cols, out.data(), q.n, q.m * q.n);
+      flaxpp::gemm::sgemm_batched(q.count, q.ta, q.tb, q.m, q.n, q.k, a.data(), a_cols, 0, b.data(),
+                                  b_cols, b_rows * b_cols, out.data(), q.n, q.m * q.n);
     }
   };
   for (int w = 0; w < 2; ++w) call();
@@ -147,7 +152,7 @@ struct Config {
   bool spatial;
   const char* target_metric;  // what the target is for
   double target_ms;
-  bool forward_only;          // the target covers the forward pass only
+  bool forward_only;  // the target covers the forward pass only
 };
 
 }  // namespace
@@ -161,8 +166,9 @@ int main(int argc, char** argv) {
   flaxpp::gemm::use_single_threaded_blas();
   const int threads = flaxpp::num_threads();
   const double peak1 = fma_peak(1), peak = fma_peak(threads);
-  std::printf("FMA peak (registers only, best of 3): %.1f GFLOP/s on 1 thread, %.1f on %d threads\n\n", peak1,
-              peak, threads);
+  std::printf(
+      "FMA peak (registers only, best of 3): %.1f GFLOP/s on 1 thread, %.1f on %d threads\n\n",
+      peak1, peak, threads);
 
   const Config configs[] = {
       {"i", 20000, 512, 4, 1, 1000, false, "forward", 260, true},
@@ -170,10 +176,14 @@ int main(int argc, char** argv) {
       {"ii", 256, 128, 4, 16, 128, true, "Adam train step", 60, false},
       {"iii", 256, 64, 2, 8, 64, true, "Adam train step", 3, false},
   };
-  std::printf("Matrix products of one step, each timed alone on warm operands (flaxpp::gemm, %d threads):\n\n",
-              threads);
-  std::printf("| config | target | products | their GFLOP | products alone (ms) | their GFLOP/s | target needs GFLOP/s "
-              "| = share of FMA peak |\n|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "Matrix products of one step, each timed alone on warm operands (flaxpp::gemm, %d "
+      "threads):\n\n",
+      threads);
+  std::printf(
+      "| config | target | products | their GFLOP | products alone (ms) | their GFLOP/s | target "
+      "needs GFLOP/s "
+      "| = share of FMA peak |\n|---|---|---|---|---|---|---|---|\n");
   for (const Config& c : configs) {
     double flops = 0, secs = 0;
     int n = 0;
@@ -181,13 +191,17 @@ int main(int argc, char** argv) {
       if (c.forward_only && !q.forward) continue;
       flops += q.flops();
       double tq = time_product(q);
-      if (std::getenv("CEILING_VERBOSE")) std::fprintf(stderr, "  %s %s count=%ld %c%c m=%ld n=%ld k=%ld: %.2f ms, %.0f GFLOP/s\n", c.name, q.what, (long)q.count, q.ta ? 84 : 78, q.tb ? 84 : 78, (long)q.m, (long)q.n, (long)q.k, tq * 1e3, q.flops() / tq / 1e9);
+      if (std::getenv("CEILING_VERBOSE"))
+        std::fprintf(stderr, "  %s %s count=%ld %c%c m=%ld n=%ld k=%ld: %.2f ms, %.0f GFLOP/s\n",
+                     c.name, q.what, (long)q.count, q.ta ? 'T' : 'N', q.tb ? 'T' : 'N', (long)q.m,
+                     (long)q.n, (long)q.k, tq * 1e3, q.flops() / tq / 1e9);
       secs += tq;
       ++n;
     }
     const double need = flops / (c.target_ms * 1e-3) / 1e9;
-    std::printf("| %s | %s <= %g ms | %d | %.2f | %.2f | %.0f | %.0f | %.0f%% |\n", c.name, c.target_metric,
-                c.target_ms, n, flops / 1e9, secs * 1e3, flops / secs / 1e9, need, 100 * need / peak);
+    std::printf("| %s | %s <= %g ms | %d | %.2f | %.2f | %.0f | %.0f | %.0f%% |\n", c.name,
+                c.target_metric, c.target_ms, n, flops / 1e9, secs * 1e3, flops / secs / 1e9, need,
+                100 * need / peak);
   }
   std::printf("\nThe products' time is a floor under the step: every other op adds to it.\n");
   return 0;

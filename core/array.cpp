@@ -5,14 +5,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <sys/mman.h>
 #include <map>
 #include <mutex>
-#include <tuple>
 #include <new>
-#include <vector>
 #include <ostream>
 #include <sstream>
+#include <tuple>
+#include <vector>
+
+#include <sys/mman.h>
 
 // AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang only answers __has_feature.
 #if defined(__SANITIZE_ADDRESS__)
@@ -101,8 +102,8 @@ class BlockCache {
   // let half-size activations take whole blocks, +33 MB for the README model; unmapping larger
   // blocks made steps evict each other's blocks and fault them in again, 2-3x slower.)
   void* take(size_t size, size_t* capacity, size_t* resident) {
-    std::vector<std::pair<void*, size_t>> evicted;            // unmap (raw, capacity)
-    std::vector<std::tuple<void*, size_t, size_t>> dropped;   // drop_pages(raw, from, to)
+    std::vector<std::pair<void*, size_t>> evicted;           // unmap (raw, capacity)
+    std::vector<std::tuple<void*, size_t, size_t>> dropped;  // drop_pages(raw, from, to)
     void* hit = nullptr;
     {
       std::lock_guard<std::mutex> lock(m_);
@@ -130,7 +131,8 @@ class BlockCache {
           if (at->second.empty()) free_.erase(at);
         }
       }
-      size_t reclaim = std::min(shortfall, resident_ > kResidentSlack ? resident_ - kResidentSlack : 0);
+      size_t reclaim =
+          std::min(shortfall, resident_ > kResidentSlack ? resident_ - kResidentSlack : 0);
       auto below = std::make_reverse_iterator(free_.lower_bound(kLooseFit));
       for (auto at = below; reclaim > 0 && at != free_.rend() && at->first >= kReclaimMin; ++at)
         for (Block& b : at->second) {
@@ -176,7 +178,8 @@ class BlockCache {
 #if FLAXPP_ASAN
     cap_ = 0;
 #else
-    if (const char* env = std::getenv("FLAXPP_BUFFER_CACHE_MB")) cap_ = size_t(std::max(0, std::atoi(env))) << 20;
+    if (const char* env = std::getenv("FLAXPP_BUFFER_CACHE_MB"))
+      cap_ = size_t(std::max(0, std::atoi(env))) << 20;
 #endif
   }
   std::mutex m_;
@@ -245,7 +248,8 @@ Array::Array(bool v) : Array(empty({}, DType::bool_)) { mutable_data<uint8_t>()[
 
 Array Array::empty(const Shape& shape, DType dtype) {
   for (int64_t d : shape)
-    if (d < 0) throw std::invalid_argument("Array: negative dimension in shape " + to_string(shape));
+    if (d < 0)
+      throw std::invalid_argument("Array: negative dimension in shape " + to_string(shape));
   return Array(shape, dtype, std::make_shared<Buffer>(numel(shape) * itemsize(dtype)));
 }
 
@@ -262,8 +266,12 @@ Array from_values(const Shape& shape, const std::vector<T>& values) {
 }  // namespace
 
 Array Array::from(const Shape& shape, const std::vector<float>& v) { return from_values(shape, v); }
-Array Array::from(const Shape& shape, const std::vector<int32_t>& v) { return from_values(shape, v); }
-Array Array::from(const Shape& shape, const std::vector<uint32_t>& v) { return from_values(shape, v); }
+Array Array::from(const Shape& shape, const std::vector<int32_t>& v) {
+  return from_values(shape, v);
+}
+Array Array::from(const Shape& shape, const std::vector<uint32_t>& v) {
+  return from_values(shape, v);
+}
 
 Array Array::from_bool(const Shape& shape, const std::vector<bool>& values) {
   std::vector<uint8_t> bytes(values.begin(), values.end());
@@ -296,7 +304,8 @@ void Array::check_dtype(DType want, const char* what) const {
     throw std::invalid_argument(std::string("Array::") + what + ": array has dtype " +
                                 dtype_name(dtype_) + ", not " + dtype_name(want));
   if (what[0] == 'm' && buffer_ == zero_scalar())  // "mutable_data"
-    throw std::logic_error("Array::mutable_data: a default-constructed Array is shared and read-only");
+    throw std::logic_error(
+        "Array::mutable_data: a default-constructed Array is shared and read-only");
 }
 
 std::vector<double> Array::to_double() const {
@@ -319,8 +328,8 @@ std::vector<float> Array::to_float() const {
 template <class T>
 T Array::item() const {
   if (size() != 1)
-    throw std::invalid_argument("Array::item: array of shape " + to_string(shape_) +
-                                " has " + std::to_string(size()) + " elements, not 1");
+    throw std::invalid_argument("Array::item: array of shape " + to_string(shape_) + " has " +
+                                std::to_string(size()) + " elements, not 1");
   return static_cast<T>(to_double()[0]);
 }
 template float Array::item<float>() const;

@@ -50,8 +50,9 @@ class Buffer {
  private:
   void* data_;
   size_t bytes_;
-  size_t capacity_ = 0;  // bytes of the underlying block when it comes from (and returns to) the cache
-  size_t resident_ = 0;  // of those, the leading bytes that may have pages in memory
+  // The underlying block's bytes when it comes from (and returns to) the cache, and how many of
+  // its leading bytes may have pages in memory.
+  size_t capacity_ = 0, resident_ = 0;
 };
 
 template <class T>

@@ -91,12 +91,13 @@ void for_window_blocks(const Window& w, Fn fn) {
   while (ax < w.out_shape.size() && w.out_shape[ax] == 1) ++ax;
   if (total < 2 * kCopyGrain || ax == w.out_shape.size()) return fn(w, int64_t{0});
   int64_t rows = w.out_shape[ax], row = total / rows;
-  parallel_for(rows, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(row, 1)), [&](int64_t lo, int64_t hi) {
-    Window sub = w;
-    sub.out_shape[ax] = hi - lo;
-    sub.start[ax] = w.start[ax] + lo * w.step[ax];
-    fn(sub, lo * row);
-  });
+  parallel_for(rows, std::max<int64_t>(1, kCopyGrain / std::max<int64_t>(row, 1)),
+               [&](int64_t lo, int64_t hi) {
+                 Window sub = w;
+                 sub.out_shape[ax] = hi - lo;
+                 sub.start[ax] = w.start[ax] + lo * w.step[ax];
+                 fn(sub, lo * row);
+               });
 }
 
 Array slice_window(const Array& a, const Window& w) {

@@ -253,7 +253,7 @@ inline void take_option(RunOptions& o, const Compat& c) { o.compat = c; }
 // Splits a call's arguments into options (Rngs, Mutable, Compat) and module inputs.
 template <class... A>
 auto split_args(RunOptions& opts, const A&... args) {
-  auto pick = [&](const auto& a) {
+  [[maybe_unused]] auto pick = [&](const auto& a) {  // unused when there are no args
     using T = std::remove_cvref_t<decltype(a)>;
     if constexpr (is_option_v<T>) {
       take_option(opts, a);

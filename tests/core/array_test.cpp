@@ -209,7 +209,7 @@ size_t resident_bytes() {  // this process's resident set, from /proc/self/statm
 }
 }  // namespace
 
-TEST_CASE("a cache miss gives back the pages of 4-16 MiB cached blocks instead of growing the process") {
+TEST_CASE("a cache miss gives back pages of 4-16 MiB cached blocks instead of growing") {
   if (!buffer_cache_enabled()) return;  // off under AddressSanitizer (or FLAXPP_BUFFER_CACHE_MB=0)
   release_buffer_cache();
   const int64_t mid_n = int64_t{3} << 20;  // 12 MiB of float32
@@ -232,7 +232,8 @@ TEST_CASE("a cache miss gives back the pages of 4-16 MiB cached blocks instead o
   Array again = jnp::full({mid_n}, 2.f);  // a trimmed block serves its own size again...
   CHECK(std::find(mid_raw.begin(), mid_raw.end(), again.raw()) != mid_raw.end());
   const float* p = again.data<float>();
-  for (int64_t i : {int64_t{0}, mid_n / 2, mid_n - 1}) CHECK(p[i] == 2.f);  // ...and its fresh pages are written
+  // ...and its fresh pages are written
+  for (int64_t i : {int64_t{0}, mid_n / 2, mid_n - 1}) CHECK(p[i] == 2.f);
   release_buffer_cache();
 }
 
@@ -259,7 +260,8 @@ TEST_CASE("freed buffers of 8 KiB and more are reused, and release_buffer_cache 
     Array b = jnp::ones({1 << 18});  // the same size class comes back from the cache
     CHECK(b.raw() == first);
     CHECK(b.to_float()[12345] == 1.f);  // and is fully written by its op
-    Array c = jnp::ones({(1 << 18) + 100});  // within a quarter: a fresh block (b holds the cached one)
+    Array c =
+        jnp::ones({(1 << 18) + 100});  // within a quarter: a fresh block (b holds the cached one)
     CHECK(c.raw() != first);
   }
   size_t released = release_buffer_cache();

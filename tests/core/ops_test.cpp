@@ -329,7 +329,8 @@ TEST_CASE("slice with Python semantics; index") {
   CHECK(index(x, 2).item<float>() == 2.f);
 }
 
-TEST_CASE("large slices, their transposes (pad) and zeros split over the pool equal plain indexing") {
+TEST_CASE(
+    "large slices, their transposes (pad) and zeros split over the pool equal plain indexing") {
   // (1, 1200, 5, 64)[:, 7:1190:2, ::2, 1:63] has 110k elements, enough to be cut into blocks of
   // its first axis of extent > 1; the leading 1 checks that the cut skips it.
   const int64_t A = 1200, Bd = 5, C = 64;
@@ -347,7 +348,8 @@ TEST_CASE("large slices, their transposes (pad) and zeros split over the pool eq
     for (int64_t i = 0; i < na; ++i)
       for (int64_t j = 0; j < nb; ++j)
         for (int64_t k = 0; k < nc; ++k)
-          bad += py[(i * nb + j) * nc + k] != static_cast<float>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k);
+          bad += py[(i * nb + j) * nc + k] !=
+                 static_cast<float>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k);
     CHECK(bad == 0);
     // d/dx sum(slice(x) * w) = w scattered into zeros of x's shape
     Array w = iota(y.shape()) + 1.f;
@@ -358,9 +360,11 @@ TEST_CASE("large slices, their transposes (pad) and zeros split over the pool eq
     std::vector<int64_t> hit(static_cast<size_t>(x.size()), -1);
     for (int64_t i = 0; i < na; ++i)
       for (int64_t j = 0; j < nb; ++j)
-        for (int64_t k = 0; k < nc; ++k) hit[static_cast<size_t>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k)] = (i * nb + j) * nc + k;
+        for (int64_t k = 0; k < nc; ++k)
+          hit[static_cast<size_t>(((7 + 2 * i) * Bd + 2 * j) * C + 1 + k)] = (i * nb + j) * nc + k;
     bad = 0;
-    for (int64_t e = 0; e < x.size(); ++e) bad += pg[e] != (hit[static_cast<size_t>(e)] < 0 ? 0.f : pw[hit[static_cast<size_t>(e)]]);
+    for (int64_t e = 0; e < x.size(); ++e)
+      bad += pg[e] != (hit[static_cast<size_t>(e)] < 0 ? 0.f : pw[hit[static_cast<size_t>(e)]]);
     CHECK(bad == 0);
     Array z = zeros({(int64_t{1} << 20) + 3});  // 4 MiB and a few bytes: 17 pool chunks
     const float* pz = z.data<float>();
