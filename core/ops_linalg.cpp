@@ -45,16 +45,16 @@ Array matmul_nd(const Array& a, const Array& b) {
   full.push_back(n);
   Array out = Array::empty(full, DType::float32);
   float* po = out.mutable_data<float>();
-  Shape sta = kernels::broadcast_strides(ba, batch), stb = kernels::broadcast_strides(bb, batch);
   int64_t nb = numel(batch);
-  if (numel(ba) == nb || numel(ba) == 1) {
+  if (numel(bb) == nb && (numel(ba) == nb || numel(ba) == 1)) {
     // b holds every batch matrix in order and a is either the same or one matrix (the spatial
     // product W (n, n) @ x (B, n, d)): one batched call, spread over the pool.
-    if (numel(bb) == nb && m && n)
+    if (m && n)
       gemm::sgemm_batched(nb, false, false, m, n, k, pa, k, numel(ba) == 1 ? 0 : m * k, pb, n, k * n, po, n, m * n);
-    if (numel(bb) == nb) return out;
+    return out;
   }
   // Walk the batch index; offsets into a and b are in matrices.
+  Shape sta = kernels::broadcast_strides(ba, batch), stb = kernels::broadcast_strides(bb, batch);
   for (int64_t i = 0; i < nb; ++i) {
     int64_t rem = i, oa = 0, ob = 0;
     for (size_t d = batch.size(); d-- > 0;) {
