@@ -161,6 +161,9 @@ namespace tree_detail {
 // every level; the result follows trees[0]'s insertion order; fn is called in sorted order.
 using MapFn = std::function<Array(const std::vector<const Array*>&, const std::string& path)>;
 Tree map(const MapFn& fn, const std::vector<const Tree*>& trees, const char* what);
+// Throws map's error ("<what>: tree structures differ at <path>: ...") unless all trees have
+// equal key sets at every level.
+void require_same_structure(const std::vector<const Tree*>& trees, const char* what);
 }  // namespace tree_detail
 
 // jax.tree_util.tree_map(fn, tree, *rest): fn(leaf, leaf_of_rest...) -> Array for each leaf.

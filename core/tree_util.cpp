@@ -175,6 +175,11 @@ Tree map(const MapFn& fn, const std::vector<const Tree*>& trees, const char* wha
   return map_rec(fn, trees, path, what);
 }
 
+void require_same_structure(const std::vector<const Tree*>& trees, const char* what) {
+  map([](const std::vector<const Array*>& leaves, const std::string&) { return *leaves[0]; }, trees,
+      what);
+}
+
 }  // namespace tree_detail
 
 Tree tree_map(const std::function<Array(const std::vector<Array>&)>& fn,

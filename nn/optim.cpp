@@ -114,8 +114,8 @@ GradientTransformation scale_by_adam(double b1d, double b2d, double epsd, double
             float c1 = 1.f - std::pow(b1, static_cast<float>(count));
             float c2 = 1.f - std::pow(b2, static_cast<float>(count));
             auto [g, def] = tree_flatten(u);
-            if (!(tree_structure(state["mu"]) == def && tree_structure(state["nu"]) == def))  // tree_map's error
-              tree_map([](const Array& a, const Array&, const Array&) { return a; }, u, state["mu"], state["nu"]);
+            if (!(tree_structure(state["mu"]) == def && tree_structure(state["nu"]) == def))
+              tree_detail::require_same_structure({&u, &state["mu"], &state["nu"]}, "scale_by_adam");
             std::vector<Array> m = tree_leaves(state["mu"]), v = tree_leaves(state["nu"]);
             std::vector<Array> mu(g.size()), nu(g.size()), out(g.size());
             for (size_t i = 0; i < g.size(); ++i) {

@@ -147,7 +147,8 @@ TEST_CASE("scale_by_adam's one-pass kernel gives the bits of the jnp formula, ke
     CHECK(u["z"].array().to_float() == want.to_float());
     CHECK(st["count"].array().item<int32_t>() == count);
   }
-  // A state that does not match the updates fails with tree_map's message, naming the path.
+  // A state that does not match the updates fails with map's message, naming the op and the path.
   Tree bad{{"mu", Tree{{"z", jnp::zeros({70000})}}}, {"nu", st["nu"]}, {"count", st["count"]}};
-  CHECK_THROWS_WITH_AS(tx.update(grads, bad), doctest::Contains("tree structures differ"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(tx.update(grads, bad), doctest::Contains("scale_by_adam: tree structures differ"),
+                       std::invalid_argument);
 }
