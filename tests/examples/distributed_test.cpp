@@ -23,47 +23,26 @@
 
 #include "core/serialization.hpp"
 #include "nn/train_state.hpp"
+#include "tests/examples/example_runner.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kBin = fs::path(FLAXPP_BINARY_DIR) / "bin";
+using test::example;
+using test::read_file;
+using test::RunResult;
+using test::shell;
 
 fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::path(FLAXPP_BINARY_DIR) / "test_tmp" / "examples_distributed" / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  return test::fresh_dir("examples_distributed", name);
 }
 
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-struct RunResult {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-RunResult shell(const std::string& cmd, const fs::path& log) {
-  int status = std::system((cmd + " > '" + log.string() + "' 2>&1").c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(log)};
-}
-
-fs::path example(const std::string& binary) {
-  fs::path exe = kBin / binary;
-  REQUIRE_MESSAGE(fs::exists(exe),
-                  exe.string() << " is missing: build the examples (cmake --build <build dir>)");
-  return exe;
 }
 
 // One process in `dir`.

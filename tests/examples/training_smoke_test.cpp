@@ -16,42 +16,24 @@
 
 #include "core/serialization.hpp"
 #include "nn/train_state.hpp"
+#include "tests/examples/example_runner.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
 
 namespace {
 
-const fs::path kBin = fs::path(FLAXPP_BINARY_DIR) / "bin";
 const fs::path kFortunes = "/usr/share/games/fortunes";
 const fs::path kFashion = "/usr/share/datasets/fashion-mnist";
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::path(FLAXPP_BINARY_DIR) / "test_tmp" / "examples" / name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+using test::read_file;
+using test::RunResult;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-struct RunResult {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
+fs::path fresh_dir(const std::string& name) { return test::fresh_dir("examples", name); }
 
 // Runs `binary args` with its output captured in `log`.
 RunResult run(const std::string& binary, const std::string& args, const fs::path& log) {
-  fs::path exe = kBin / binary;
-  REQUIRE_MESSAGE(fs::exists(exe),
-                  exe.string() << " is missing: build the examples (cmake --build <build dir>)");
-  std::string cmd = "'" + exe.string() + "' " + args + " > '" + log.string() + "' 2>&1";
-  int status = std::system(cmd.c_str());
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return {code, read_file(log)};
+  return test::shell("'" + test::example(binary).string() + "' " + args, log);
 }
 
 void require_data(const fs::path& path, const char* package) {
