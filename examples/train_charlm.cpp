@@ -244,14 +244,8 @@ int run(const Config& cfg, examples::Distributed& dist) {
   fs::path out = cfg.run.out_dir;
   std::optional<int64_t> resumed_at;
   if (cfg.run.resume) resumed_at = state.step;
-  std::optional<examples::MetricsCsv> csv;  // rank 0's
-  if (root) {
-    fs::create_directories(out);
-    csv.emplace(
-        out / "metrics.csv",
-        std::vector<std::string>{"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"},
-        resumed_at);
-  }
+  auto csv = examples::open_metrics(  // rank 0's
+      cfg.run, state.step, dist, {"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"});
   double time_offset = csv ? csv->last("time").value_or(0.0) : 0.0;
 
   // ---- training ----

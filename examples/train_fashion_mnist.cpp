@@ -186,14 +186,9 @@ int run(Config cfg, examples::Distributed& dist) {
   fs::path out = cfg.run.out_dir;
   std::optional<int64_t> resumed_at;
   if (cfg.run.resume) resumed_at = state.step;
-  std::optional<examples::MetricsCsv> csv;  // rank 0's
-  if (root) {
-    fs::create_directories(out);
-    csv.emplace(out / "metrics.csv",
-                std::vector<std::string>{"step", "epoch", "time", "train_loss", "train_acc",
-                                         "test_loss", "test_acc", "lr", "images_per_s"},
-                resumed_at);
-  }
+  auto csv = examples::open_metrics(cfg.run, state.step, dist,  // rank 0's
+                                    {"step", "epoch", "time", "train_loss", "train_acc",
+                                     "test_loss", "test_acc", "lr", "images_per_s"});
   double time_offset = csv ? csv->last("time").value_or(0.0) : 0.0;
 
   // ---- training ----

@@ -2,6 +2,7 @@
 //
 //   examples::setup_runtime(dist.threads(cfg.run.threads));       // before any array work
 //   auto state = examples::open_checkpoints(cfg.run, fresh_state, dist);  // newest with --resume
+//   auto csv = examples::open_metrics(cfg.run, state.step, dist, {"step", "time", ...});
 //   examples::Checkpoints checkpoints(cfg.run, dist, resumed_at);  ...  checkpoints.save(state);
 //   examples::Deadline deadline(cfg.run, dist);  ...  if (deadline.reached(state.step)) break;
 //   examples::report_stop(dist.log(), cfg.run, state.step);     // "stopped at step ..." if early
@@ -20,10 +21,12 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli.hpp"
 #include "core/parallel.hpp"
 #include "distributed.hpp"
+#include "metrics.hpp"
 #include "nn/train_state.hpp"
 
 namespace examples {
@@ -76,6 +79,18 @@ inline flaxpp::training::TrainState open_checkpoints(const RunFlags& f,
     for (int64_t s : steps) fs::remove(flaxpp::training::checkpoint_path(dir, s));
   }
   return dist.broadcast(fresh);
+}
+
+// Rank 0's <out-dir>/metrics.csv (the directory created) with `columns`; with --resume it keeps
+// the rows up to `step` (MetricsCsv). Other ranks get none.
+inline std::optional<MetricsCsv> open_metrics(const RunFlags& f, int64_t step,
+                                              const Distributed& dist,
+                                              std::vector<std::string> columns) {
+  if (!dist.is_root()) return std::nullopt;
+  fs::create_directories(f.out_dir);
+  return std::optional<MetricsCsv>(std::in_place, fs::path(f.out_dir) / "metrics.csv",
+                                   std::move(columns),
+                                   f.resume ? std::optional<int64_t>(step) : std::nullopt);
 }
 
 // Periodic checkpoints of a run into ckpt_dir_of(f), keeping --keep of them; with --distributed
