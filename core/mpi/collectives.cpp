@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -127,6 +129,58 @@ Tree broadcast(const Tree& tree, int root) {
     check(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
   return def.unflatten(unpack(buf, leaves, 1.f));
+}
+
+std::vector<double> psum(std::vector<double> values) {
+  if (initialized() && size() > 1) {
+    // Agree on the length first, so that a mismatch is an error on every rank, not a hang.
+    long long n = static_cast<long long>(values.size()), range[2] = {n, -n};  // max, -min
+    check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    if (range[0] != -range[1])
+      throw std::runtime_error("psum: the ranks hold " + std::to_string(-range[1]) + " to " +
+                               std::to_string(range[0]) + " values; rank " + std::to_string(rank()) +
+                               " holds " + std::to_string(n));
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                        MPI_COMM_WORLD),
+          "MPI_Allreduce");
+  }
+  return values;
+}
+
+std::vector<uint8_t> broadcast_bytes(std::vector<uint8_t> bytes, int root) {
+  if (!initialized() || size() < 2) return bytes;
+  unsigned long long n = bytes.size();
+  check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
+  bytes.resize(static_cast<size_t>(n));
+  constexpr size_t kChunk = size_t{1} << 30;  // MPI counts are int
+  for (size_t off = 0; off < bytes.size(); off += kChunk) {
+    int len = static_cast<int>(std::min(kChunk, bytes.size() - off));
+    check(MPI_Bcast(bytes.data() + off, len, MPI_BYTE, root, MPI_COMM_WORLD), "MPI_Bcast");
+  }
+  return bytes;
+}
+
+bool broadcast_flag(bool flag, int root) {
+  if (!initialized() || size() < 2) return flag;
+  int v = flag ? 1 : 0;
+  check(MPI_Bcast(&v, 1, MPI_INT, root, MPI_COMM_WORLD), "MPI_Bcast");
+  return v != 0;
+}
+
+int ranks_on_this_host() {
+  if (!initialized()) return 1;
+  MPI_Comm host;
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host), "MPI_Comm_split_type");
+  int n = 1;
+  int rc = MPI_Comm_size(host, &n);
+  MPI_Comm_free(&host);
+  check(rc, "MPI_Comm_size");
+  return n;
+}
+
+void abort(int code) {
+  if (initialized() && size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);
 }
 
 random::Key rank_key(random::Key key) { return random::fold_in(key, static_cast<uint32_t>(rank())); }

@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <utility>
+#include <vector>
 
 #include "../random.hpp"
 #include "../tree.hpp"
@@ -46,6 +47,21 @@ Array psum(const Array& x);
 Array pmean(const Array& x);
 // Every rank gets `root`'s tree (structure, shapes and dtypes must agree on every rank).
 Tree broadcast(const Tree& tree, int root = 0);
+
+// Element-wise sums over ranks in float64, e.g. evaluation totals that must match one process's
+// up to float64 rounding.
+std::vector<double> psum(std::vector<double> values);
+// `root`'s bytes on every rank (any length; the others' input is ignored): for state that is not
+// a float32 tree, such as a serialized train state with integer leaves.
+std::vector<uint8_t> broadcast_bytes(std::vector<uint8_t> bytes, int root = 0);
+// `root`'s flag on every rank: for decisions that depend on a clock.
+bool broadcast_flag(bool flag, int root = 0);
+// How many ranks run on this machine (MPI_COMM_TYPE_SHARED), to share out its cores; 1 when
+// MPI is not initialised.
+int ranks_on_this_host();
+// Ends every rank of the job with `code` (MPI_Abort when initialised, else _Exit): a rank that
+// failed must not leave the others waiting in their next collective.
+[[noreturn]] void abort(int code);
 
 // fold_in(key, rank): a different stream on each rank from one base key.
 random::Key rank_key(random::Key key);

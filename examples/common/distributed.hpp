@@ -31,7 +31,6 @@
 #pragma once
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -43,8 +42,6 @@
 #include <vector>
 
 #ifdef FLAXPP_HAVE_MPI
-#include <mpi.h>
-
 #include "core/mpi/collectives.hpp"
 #endif
 #include "core/random.hpp"
@@ -73,11 +70,7 @@ class Distributed {
     env_.emplace();
     rank_ = flaxpp::mpi::rank();
     size_ = flaxpp::mpi::size();
-    MPI_Comm host;  // the ranks sharing this machine, to share out its cores
-    check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
-          "MPI_Comm_split_type");
-    check(MPI_Comm_size(host, &host_size_), "MPI_Comm_size");
-    MPI_Comm_free(&host);
+    host_size_ = flaxpp::mpi::ranks_on_this_host();  // to share out this machine's cores
 #else
     throw UsageError(
         "--distributed: this build has no MPI (flaxpp::mpi); install libopenmpi-dev and "
@@ -139,14 +132,11 @@ class Distributed {
     return tree;
   }
 
-  // Element-wise sums over ranks in float64 (flaxpp::mpi reduces float32 only): for evaluation
-  // totals, which then match the single-process ones up to float64 rounding.
+  // Element-wise sums over ranks in float64: for evaluation totals, which then match the
+  // single-process ones up to float64 rounding.
   std::vector<double> sum(std::vector<double> v) const {
 #ifdef FLAXPP_HAVE_MPI
-    if (size_ > 1)
-      check(MPI_Allreduce(MPI_IN_PLACE, v.data(), static_cast<int>(v.size()), MPI_DOUBLE, MPI_SUM,
-                          MPI_COMM_WORLD),
-            "MPI_Allreduce");
+    if (size_ > 1) return flaxpp::mpi::psum(std::move(v));
 #endif
     return v;
   }
@@ -154,11 +144,7 @@ class Distributed {
   // Rank 0's `flag` on every rank: for decisions that depend on a clock.
   bool agree(bool flag) const {
 #ifdef FLAXPP_HAVE_MPI
-    if (size_ > 1) {
-      int v = flag ? 1 : 0;
-      check(MPI_Bcast(&v, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
-      return v != 0;
-    }
+    if (size_ > 1) return flaxpp::mpi::broadcast_flag(flag);
 #endif
     return flag;
   }
@@ -171,13 +157,7 @@ class Distributed {
     if (size_ > 1) {
       std::vector<uint8_t> bytes;
       if (is_root()) bytes = flaxpp::to_bytes(state.state_dict());
-      unsigned long long n = bytes.size();
-      check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD), "MPI_Bcast");
-      if (n > static_cast<unsigned long long>(INT_MAX))
-        throw std::runtime_error("broadcast: a train state of " + std::to_string(n) +
-                                 " bytes is over MPI's int count");
-      bytes.resize(n);
-      check(MPI_Bcast(bytes.data(), static_cast<int>(n), MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+      bytes = flaxpp::mpi::broadcast_bytes(std::move(bytes));
       if (!is_root()) return state.with_state_dict(flaxpp::from_bytes(state.state_dict(), bytes));
     }
 #endif
@@ -187,16 +167,13 @@ class Distributed {
   // Ends every rank of the job with `code`.
   [[noreturn]] void abort(int code) const {
 #ifdef FLAXPP_HAVE_MPI
-    if (size_ > 1) MPI_Abort(MPI_COMM_WORLD, code);
+    if (size_ > 1) flaxpp::mpi::abort(code);
 #endif
     std::_Exit(code);
   }
 
  private:
 #ifdef FLAXPP_HAVE_MPI
-  static void check(int rc, const char* call) {
-    if (rc != MPI_SUCCESS) throw std::runtime_error(std::string(call) + " failed");
-  }
   std::optional<flaxpp::mpi::Environment> env_;  // first member destroyed last: MPI_Finalize
 #endif
   bool enabled_;

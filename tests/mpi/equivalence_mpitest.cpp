@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "core/autodiff.hpp"
 #include "core/mpi/collectives.hpp"
@@ -42,6 +44,21 @@ TEST_CASE("collectives: rank, size, shard_range, psum, pmean, broadcast") {
   CHECK(mpi::rank_key(random::PRNGKey(0)) == random::fold_in(random::PRNGKey(0), uint32_t(r)));
   Tree ints{{"i", Array(int32_t(1))}};
   CHECK_THROWS_WITH_AS(mpi::psum(ints), "psum: every leaf must be float32, got int32 ()", std::invalid_argument);
+}
+
+TEST_CASE("collectives beyond float32 trees: float64 sums, bytes, flags, ranks per host") {
+  int r = mpi::rank();
+  std::vector<double> v = mpi::psum(std::vector<double>{0.1 * (r + 1), 1e-17 * (r + 1), double(r)});
+  CHECK(v == std::vector<double>{0.1 + 0.2, 1e-17 + 2e-17, 1.0});  // float64 sums, same on both ranks
+  std::string held = "psum: the ranks hold 2 to 3 values; rank " + std::to_string(r) + " holds " + (r ? "2" : "3");
+  CHECK_THROWS_WITH_AS(mpi::psum(std::vector<double>(r ? 2 : 3, 1.0)), held.c_str(), std::runtime_error);
+  // rank 1's bytes, of a length only it knows, on both ranks
+  std::vector<uint8_t> mine = r ? std::vector<uint8_t>{7, 0, 255, 3} : std::vector<uint8_t>{1};
+  CHECK(mpi::broadcast_bytes(mine, 1) == std::vector<uint8_t>{7, 0, 255, 3});
+  CHECK(mpi::broadcast_bytes({}, 0).empty());
+  CHECK(mpi::broadcast_flag(r == 1, 1) == true);
+  CHECK(mpi::broadcast_flag(r == 1, 0) == false);
+  CHECK(mpi::ranks_on_this_host() == 2);  // mpirun -np 2 on one machine
 }
 
 TEST_CASE("2 ranks x batch B == 1 process x batch 2B after k steps") {
