@@ -312,6 +312,35 @@ struct Module {
     else
       return std::move(*out);
   }
+  // Flax's method= argument: init or apply through another method of the module, e.g.
+  //   Tree v = model.init(key, &AutoEncoder::encode, x);       // only encode's parameters
+  //   Array z = model.apply(variables, &AutoEncoder::encode, x);
+  // The method runs in the root scope, as operator() does; options go among the arguments.
+  template <class R, class... P, class... A>
+  Tree init(const Rngs& rngs, R (Derived::*fn)(Scope&, P...) const, const A&... args) const {
+    RunOptions opts;
+    opts.rngs = rngs;
+    auto inputs = detail::split_args(opts, args...);
+    auto result = detail::run(detail::type_name_of(self()), nullptr, opts, true, [&](Scope& s) {
+      std::apply([&](const auto&... in) { return (self().*fn)(s, in...); }, inputs);
+      return std::string();
+    });
+    return std::move(result.variables);
+  }
+  template <class R, class... P, class... A>
+  auto apply(const Tree& variables, R (Derived::*fn)(Scope&, P...) const, const A&... args) const {
+    RunOptions opts;
+    auto inputs = detail::split_args(opts, args...);
+    std::optional<R> out;
+    auto result = detail::run(detail::type_name_of(self()), &variables, opts, false, [&](Scope& s) {
+      out.emplace(std::apply([&](const auto&... in) { return (self().*fn)(s, in...); }, inputs));
+      return std::string();
+    });
+    if constexpr (returns_updates<A...>())
+      return std::make_pair(std::move(*out), std::move(result.variables));
+    else
+      return std::move(*out);
+  }
   // Flax's nn.tabulate / Module.tabulate: a table of every module call with its inputs,
   // outputs and parameters (count and bytes), from an init run.
   template <class... A>

@@ -335,3 +335,35 @@ TEST_CASE("errors name the module path") {
   CHECK_THROWS_WITH_AS(embed.init(rnd::PRNGKey(0), jnp::ones({2})),
                        "<root> (Embed): token ids must be integers (int32), got float32 (2,)", nn::ModuleError);
 }
+
+TEST_CASE("init and apply through another method (Flax's method=)") {
+  struct AutoEncoder : nn::Module<AutoEncoder> {
+    Array operator()(nn::Scope& s, const Array& x) const { return decode(s, encode(s, x)); }
+    Array encode(nn::Scope& s, const Array& x) const {
+      return s.call("encoder", nn::Dense{.features = 2}, x);
+    }
+    Array decode(nn::Scope& s, const Array& z) const {
+      return s.call("decoder", nn::Dense{.features = 3}, z);
+    }
+  };
+  AutoEncoder ae;
+  Array x = Array::matrix({{1, -2, 3}, {0.5f, 0, -1}});
+  Tree vars = ae.init(rnd::PRNGKey(0), x);
+  CHECK(vars.at("params").keys() == std::vector<std::string>{"encoder", "decoder"});
+  // The methods alone, composed, give the whole call's output.
+  Array z = ae.apply(vars, &AutoEncoder::encode, x);
+  CHECK(z.shape() == Shape{2, 2});
+  Array y = ae.apply(vars, &AutoEncoder::decode, z);
+  CHECK(y.to_float() == ae.apply(vars, x).to_float());
+  // init through a method makes only the parameters that method uses, with the same values
+  // (each parameter's key comes from its path, not from the call order).
+  Tree enc = ae.init(rnd::PRNGKey(0), &AutoEncoder::encode, x);
+  CHECK(enc.at("params").keys() == std::vector<std::string>{"encoder"});
+  CHECK(enc.at("params/encoder/kernel").array().to_float() ==
+        vars.at("params/encoder/kernel").array().to_float());
+  // A method whose parameters are missing fails naming them, as apply does.
+  CHECK_THROWS_WITH_AS(ae.apply(enc, &AutoEncoder::decode, z),
+                       "decoder (Dense): parameter 'kernel' is missing from the variables (expected at "
+                       "'params/decoder/kernel')",
+                       nn::ModuleError);
+}
