@@ -16,7 +16,7 @@ namespace detail {
 struct Frame {
   std::vector<std::string> path;
   std::string type_name;
-  std::map<std::string, uint32_t> rng_counters;  // per stream; continues across calls
+  std::map<std::string, uint32_t> rng_counters;  // per stream; continues across calls (v2021: see open_child)
   std::map<std::string, std::unique_ptr<Frame>> children;
   // Per call (reset whenever the module is called): names taken and autoname cursors.
   std::set<std::string> used;
@@ -411,6 +411,11 @@ detail::Frame* Scope::open_child(const std::string& name, const std::string& typ
     slot = std::make_unique<detail::Frame>();
     slot->path = frame_->path;
     slot->path.push_back(name);
+  } else if (ctx_->compat == Compat::v2021) {
+    // A child opened again by a later call of its parent (a compact submodule re-created):
+    // Flax 0.3.4 pushes a fresh scope whose rng counters restart at 0; from 0.4.0 they continue
+    // (flax-semantics §2.3). Calls through one handle reuse its frame and always continue.
+    slot->rng_counters.clear();
   }
   slot->type_name = type_name;
   return slot.get();

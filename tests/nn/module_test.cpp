@@ -2,6 +2,7 @@
 // rules, init/apply plumbing and error messages.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/ops.hpp"
@@ -366,4 +367,32 @@ TEST_CASE("init and apply through another method (Flax's method=)") {
                        "decoder (Dense): parameter 'kernel' is missing from the variables (expected at "
                        "'params/decoder/kernel')",
                        nn::ModuleError);
+}
+
+TEST_CASE("a compact child re-created by a second call: rng counter restarts under v2021 only") {
+  // flax-semantics §2.3: Flax 0.3.4 pushes a fresh scope for the re-created Dropout_0, whose
+  // 'dropout' counter starts again at 1 (same key, same mask); from 0.4.0 it continues (2).
+  struct Drop : nn::Module<Drop> {
+    Array operator()(nn::Scope& s, const Array& x) const {
+      return s(nn::Dropout{.rate = 0.5, .deterministic = false}, x);
+    }
+  };
+  struct Twice : nn::Module<Twice> {
+    Array operator()(nn::Scope& s, const Array& x) const {
+      auto inner = s.child("inner", Drop{});  // one handle, called twice: Drop runs twice
+      return jnp::stack({inner(x), inner(x)});
+    }
+  };
+  Array x = jnp::ones({64});
+  for (auto compat : {nn::Compat::v2021, nn::Compat::v2024, nn::Compat::current}) {
+    CAPTURE(static_cast<int>(compat));
+    Tree vars = Twice{}.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(1)}}, x, compat);
+    Array y = Twice{}.apply(vars, x, nn::Rngs{{"dropout", rnd::PRNGKey(1)}}, compat);
+    std::vector<float> first = jnp::index(y, 0).to_float(), second = jnp::index(y, 1).to_float();
+    CHECK(std::count(first.begin(), first.end(), 0.f) > 16);  // a real mask, not all kept
+    if (compat == nn::Compat::v2021)
+      CHECK(first == second);
+    else
+      CHECK(first != second);
+  }
 }
