@@ -120,12 +120,14 @@ Tree broadcast(const Tree& tree, int root) {
   auto [leaves, def] = tree_flatten(tree);
   std::vector<float> buf = pack(leaves, "broadcast");
   if (initialized() && size() > 1) {
-    // Agree on the size first, so a structure mismatch is an error rather than a hang.
-    long long n = static_cast<long long>(buf.size()), root_n = n;
-    check(MPI_Bcast(&root_n, 1, MPI_LONG_LONG, root, MPI_COMM_WORLD), "MPI_Bcast");
-    if (root_n != n)
-      throw std::runtime_error("broadcast: rank " + std::to_string(rank()) + " has " + std::to_string(n) +
-                               " parameters, rank " + std::to_string(root) + " has " + std::to_string(root_n));
+    // Agree on the size first, so that a structure mismatch is an error on every rank (the root
+    // included), not a hang.
+    long long n = static_cast<long long>(buf.size()), range[2] = {n, -n};  // max, -min
+    check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+    if (range[0] != -range[1])
+      throw std::runtime_error("broadcast: the ranks hold " + std::to_string(-range[1]) + " to " +
+                               std::to_string(range[0]) + " parameters; rank " + std::to_string(rank()) +
+                               " holds " + std::to_string(n));
     check(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
   return def.unflatten(unpack(buf, leaves, 1.f));

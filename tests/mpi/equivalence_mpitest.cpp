@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/autodiff.hpp"
+#include "core/ops.hpp"
 #include "core/mpi/collectives.hpp"
 
 #include <mpi.h>
@@ -41,6 +42,11 @@ TEST_CASE("collectives: rank, size, shard_range, psum, pmean, broadcast") {
   CHECK(m.at("b").array().item<float>() == 15.f);
   Tree b = mpi::broadcast(t, 1);
   CHECK(b.at("b").array().item<float>() == 20.f);
+  // Trees of different sizes: every rank, the root included, gets the error (no rank waits).
+  Tree uneven{{"w", jnp::zeros({r ? 4 : 3})}};
+  std::string held = "broadcast: the ranks hold 3 to 4 parameters; rank " + std::to_string(r) + " holds " +
+                     (r ? "4" : "3");
+  CHECK_THROWS_WITH_AS(mpi::broadcast(uneven, 0), held.c_str(), std::runtime_error);
   CHECK(mpi::rank_key(random::PRNGKey(0)) == random::fold_in(random::PRNGKey(0), uint32_t(r)));
   Tree ints{{"i", Array(int32_t(1))}};
   CHECK_THROWS_WITH_AS(mpi::psum(ints), "psum: every leaf must be float32, got int32 ()", std::invalid_argument);
