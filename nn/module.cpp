@@ -16,7 +16,8 @@ namespace detail {
 struct Frame {
   std::vector<std::string> path;
   std::string type_name;
-  std::map<std::string, uint32_t> rng_counters;  // per stream; continues across calls (v2021: see open_child)
+  // Per stream; continues across calls (under v2021 a re-opened child restarts: open_child).
+  std::map<std::string, uint32_t> rng_counters;
   std::map<std::string, std::unique_ptr<Frame>> children;
   // Per call (reset whenever the module is called): names taken and autoname cursors.
   std::set<std::string> used;
