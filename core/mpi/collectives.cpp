@@ -53,6 +53,21 @@ std::vector<Array> unpack(const std::vector<float>& buf, const std::vector<Array
   return out;
 }
 
+// Collective: every rank learns the smallest and largest `n` (one allreduce of (n, -n) with
+// MPI_MAX), so that a mismatch is the same error on every rank rather than a hang in the
+// collective that would follow.
+void require_equal_counts(size_t count, const char* what, const char* unit) {
+  long long n = static_cast<long long>(count), range[2] = {n, -n};  // max, -min
+  check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  if (range[0] != -range[1]) {
+    int r = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    throw std::runtime_error(std::string(what) + ": the ranks hold " + std::to_string(-range[1]) + " to " +
+                             std::to_string(range[0]) + " " + unit + "; rank " + std::to_string(r) + " holds " +
+                             std::to_string(n));
+  }
+}
+
 Tree allreduce(const Tree& tree, bool mean, const char* what) {
   auto [leaves, def] = tree_flatten(tree);
   std::vector<float> buf = pack(leaves, what);
@@ -120,14 +135,7 @@ Tree broadcast(const Tree& tree, int root) {
   auto [leaves, def] = tree_flatten(tree);
   std::vector<float> buf = pack(leaves, "broadcast");
   if (initialized() && size() > 1) {
-    // Agree on the size first, so that a structure mismatch is an error on every rank (the root
-    // included), not a hang.
-    long long n = static_cast<long long>(buf.size()), range[2] = {n, -n};  // max, -min
-    check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
-    if (range[0] != -range[1])
-      throw std::runtime_error("broadcast: the ranks hold " + std::to_string(-range[1]) + " to " +
-                               std::to_string(range[0]) + " parameters; rank " + std::to_string(rank()) +
-                               " holds " + std::to_string(n));
+    require_equal_counts(buf.size(), "broadcast", "parameters");
     check(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
   }
   return def.unflatten(unpack(buf, leaves, 1.f));
@@ -135,13 +143,7 @@ Tree broadcast(const Tree& tree, int root) {
 
 std::vector<double> psum(std::vector<double> values) {
   if (initialized() && size() > 1) {
-    // Agree on the length first, so that a mismatch is an error on every rank, not a hang.
-    long long n = static_cast<long long>(values.size()), range[2] = {n, -n};  // max, -min
-    check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
-    if (range[0] != -range[1])
-      throw std::runtime_error("psum: the ranks hold " + std::to_string(-range[1]) + " to " +
-                               std::to_string(range[0]) + " values; rank " + std::to_string(rank()) +
-                               " holds " + std::to_string(n));
+    require_equal_counts(values.size(), "psum", "values");
     check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
                         MPI_COMM_WORLD),
           "MPI_Allreduce");
