@@ -6,8 +6,8 @@
 //
 // 1. FMA peak: a loop of independent 8-wide fused multiply-adds in registers (12 chains, no
 //    memory traffic), on 1 thread and on flaxpp::num_threads() threads at once, best of 3.
-// 2. For configs i, ii and iii of gmlp_bench, every matrix product of one training step with the
-//    shapes and calls flaxpp makes (fused dense: x W, g W^T, x^T g; the spatial gating's batched
+// 2. For gmlp_bench's configs i, ii and iii (bench/gmlp_configs.hpp, targets included), every
+//    matrix product of one training step with the shapes and calls flaxpp makes (fused dense: x W, g W^T, x^T g; the spatial gating's batched
 //    W x, W^T g and g x^T accumulated over the batch), each timed alone on warm operands with
 //    flaxpp's pool (fastest of 9 calls after 2 warm-ups: this is a floor, and other jobs or the
 //    hypervisor taking a core only ever add time). Their sum is the time the products would
@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/gmlp_configs.hpp"
 #include "core/gemm.hpp"
 #include "core/parallel.hpp"
 
@@ -90,10 +91,10 @@ struct Product {
 };
 
 // The products of one training step (forward + backward) of gMLP(num_tokens=V, dim=d, depth,
-// ff_mult 4) on B x L tokens, with the spatial gating when `spatial`.
-std::vector<Product> step_products(int64_t V, int64_t d, int64_t depth, int64_t B, int64_t L,
-                                   bool spatial) {
-  const int64_t T = B * L, ff = 4 * d, c = ff / 2;
+// ff_mult) on B x L tokens, with the spatial gating when `spatial`.
+std::vector<Product> step_products(int64_t V, int64_t d, int64_t ff_mult, int64_t depth, int64_t B,
+                                   int64_t L, bool spatial) {
+  const int64_t T = B * L, ff = ff_mult * d, c = ff / 2;
   std::vector<Product> p;
   auto dense = [&](const char* what, int64_t in, int64_t out) {
     p.push_back({what, true, 1, false, false, T, out, in, false});  // y = x W
@@ -119,8 +120,8 @@ std::vector<Product> step_products(int64_t V, int64_t d, int64_t depth, int64_t 
 double time_product(const Product& q) {
   const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
   const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
-  std::vector<float> a(static_cast<size_t>(a_rows * a_cols),
-                       0.5f);  // batched: the shared W, stride 0
+  // batched products share one A (the spatial W, stride 0)
+  std::vector<float> a(static_cast<size_t>(a_rows * a_cols), 0.5f);
   std::vector<float> b(static_cast<size_t>(q.count * b_rows * b_cols), 0.25f);
   std::vector<float> out(static_cast<size_t>((q.accumulate ? 1 : q.count) * q.m * q.n));
   auto call = [&] {
@@ -146,15 +147,6 @@ double time_product(const Product& q) {
   return best;
 }
 
-struct Config {
-  const char* name;
-  int64_t V, d, depth, B, L;
-  bool spatial;
-  const char* target_metric;  // what the target is for
-  double target_ms;
-  bool forward_only;  // the target covers the forward pass only
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -170,39 +162,42 @@ int main(int argc, char** argv) {
       "FMA peak (registers only, best of 3): %.1f GFLOP/s on 1 thread, %.1f on %d threads\n\n",
       peak1, peak, threads);
 
-  const Config configs[] = {
-      {"i", 20000, 512, 4, 1, 1000, false, "forward", 260, true},
-      {"i", 20000, 512, 4, 1, 1000, false, "forward + backward", 800, false},
-      {"ii", 256, 128, 4, 16, 128, true, "Adam train step", 60, false},
-      {"iii", 256, 64, 2, 8, 64, true, "Adam train step", 3, false},
-  };
   std::printf(
       "Matrix products of one step, each timed alone on warm operands (flaxpp::gemm, %d "
       "threads):\n\n",
       threads);
   std::printf(
       "| config | target | products | their GFLOP | products alone (ms) | their GFLOP/s | target "
-      "needs GFLOP/s "
-      "| = share of FMA peak |\n|---|---|---|---|---|---|---|---|\n");
-  for (const Config& c : configs) {
-    double flops = 0, secs = 0;
-    int n = 0;
-    for (const Product& q : step_products(c.V, c.d, c.depth, c.B, c.L, c.spatial)) {
-      if (c.forward_only && !q.forward) continue;
-      flops += q.flops();
-      double tq = time_product(q);
-      if (std::getenv("CEILING_VERBOSE"))
-        std::fprintf(stderr, "  %s %s count=%ld %c%c m=%ld n=%ld k=%ld: %.2f ms, %.0f GFLOP/s\n",
-                     c.name, q.what, (long)q.count, q.ta ? 'T' : 'N', q.tb ? 'T' : 'N', (long)q.m,
-                     (long)q.n, (long)q.k, tq * 1e3, q.flops() / tq / 1e9);
-      secs += tq;
-      ++n;
+      "needs GFLOP/s | = share of FMA peak |\n|---|---|---|---|---|---|---|---|\n");
+  // gmlp_bench's time targets: the forward pass alone, or forward + backward (+ Adam).
+  const std::pair<const char*, const char*> metrics[] = {{"forward_ms", "forward"},
+                                                         {"fwd_bwd_ms", "forward + backward"},
+                                                         {"train_step_ms", "Adam train step"}};
+  for (const bench::Config& c : bench::configs())
+    for (auto [key, label] : metrics) {
+      auto target = c.targets.find(key);
+      if (target == c.targets.end()) continue;
+      const bool forward_only = std::string(key) == "forward_ms";
+      const auto& m = c.model;
+      double flops = 0, secs = 0;
+      int n = 0;
+      for (const Product& q : step_products(*m.num_tokens, m.dim, m.ff_mult, m.depth, c.batch,
+                                            c.seq, m.seq_len.has_value())) {
+        if (forward_only && !q.forward) continue;
+        flops += q.flops();
+        double tq = time_product(q);
+        if (std::getenv("CEILING_VERBOSE"))
+          std::fprintf(stderr, "  %s %s count=%ld %c%c m=%ld n=%ld k=%ld: %.2f ms, %.0f GFLOP/s\n",
+                       c.name.c_str(), q.what, (long)q.count, q.ta ? 'T' : 'N', q.tb ? 'T' : 'N',
+                       (long)q.m, (long)q.n, (long)q.k, tq * 1e3, q.flops() / tq / 1e9);
+        secs += tq;
+        ++n;
+      }
+      const double need = flops / (target->second * 1e-3) / 1e9;
+      std::printf("| %s | %s <= %g ms | %d | %.2f | %.2f | %.0f | %.0f | %.0f%% |\n",
+                  c.name.c_str(), label, target->second, n, flops / 1e9, secs * 1e3,
+                  flops / secs / 1e9, need, 100 * need / peak);
     }
-    const double need = flops / (c.target_ms * 1e-3) / 1e9;
-    std::printf("| %s | %s <= %g ms | %d | %.2f | %.2f | %.0f | %.0f | %.0f%% |\n", c.name,
-                c.target_metric, c.target_ms, n, flops / 1e9, secs * 1e3, flops / secs / 1e9, need,
-                100 * need / peak);
-  }
   std::printf("\nThe products' time is a floor under the step: every other op adds to it.\n");
   return 0;
 }

@@ -52,6 +52,7 @@
 #include <nlohmann/json.hpp>
 #include <sys/utsname.h>
 
+#include "bench/gmlp_configs.hpp"
 #include "bench/harness.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -71,39 +72,9 @@ const char* const kPython = "/usr/bin/python3";  // Debian's: sees python3-torch
 const std::vector<std::string> kMetrics = {"init", "init_full", "forward", "fwd_bwd", "train_step"};
 const std::vector<std::string> kTorchMetrics = {"init", "forward", "fwd_bwd", "train_step"};
 
-struct Config {
-  std::string name;
-  models::gMLP model;
-  int64_t batch, seq;
-  std::map<std::string, double> targets;  // JSON key -> upper bound (issue #8)
-};
-
-const std::vector<Config>& configs() {
-  static const std::vector<Config> all = {
-      {"i",
-       {.num_tokens = 20000, .dim = 512, .depth = 4},
-       1,
-       1000,
-       {{"init_ms", 200}, {"forward_ms", 260}, {"fwd_bwd_ms", 800}, {"peak_rss_fwd_bwd_mib", 400}}},
-      {"ii",
-       {.num_tokens = 256, .dim = 128, .depth = 4, .seq_len = 128},
-       16,
-       128,
-       {{"train_step_ms", 60}}},
-      {"iii",
-       {.num_tokens = 256, .dim = 64, .depth = 2, .seq_len = 64},
-       8,
-       64,
-       {{"train_step_ms", 3}}},
-  };
-  return all;
-}
-
-const Config* find_config(const std::string& name) {
-  for (const auto& c : configs())
-    if (c.name == name) return &c;
-  return nullptr;
-}
+using bench::Config;
+using bench::configs;
+using bench::find_config;
 
 std::string describe(const Config& c) {
   const auto& m = c.model;
