@@ -72,7 +72,7 @@ class BlockCache {
   }
   // Size classes: whole pages from 64 KiB up, cache lines below (little waste on small blocks).
   static size_t rounded(size_t bytes) {
-    size_t unit = bytes >= (size_t{64} << 10) ? kPage : 64;
+    size_t unit = bytes >= kMapMin ? kPage : 64;
     return (bytes + unit - 1) / unit * unit;
   }
 

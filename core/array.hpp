@@ -32,7 +32,7 @@ struct Node;
 }
 
 // Storage shared by arrays: 64-byte aligned, immutable once the producing op returns. Freed blocks of
-// 8 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 256);
+// 8 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 1024);
 // release_buffer_cache() returns them to the system and says how many bytes that was.
 size_t release_buffer_cache();
 bool buffer_cache_enabled();  // false under AddressSanitizer or FLAXPP_BUFFER_CACHE_MB=0

@@ -59,13 +59,10 @@ std::vector<Array> unpack(const std::vector<float>& buf, const std::vector<Array
 void require_equal_counts(size_t count, const char* what, const char* unit) {
   long long n = static_cast<long long>(count), range[2] = {n, -n};  // max, -min
   check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
-  if (range[0] != -range[1]) {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
+  if (range[0] != -range[1])
     throw std::runtime_error(std::string(what) + ": the ranks hold " + std::to_string(-range[1]) + " to " +
-                             std::to_string(range[0]) + " " + unit + "; rank " + std::to_string(r) + " holds " +
-                             std::to_string(n));
-  }
+                             std::to_string(range[0]) + " " + unit + "; rank " + std::to_string(rank()) +
+                             " holds " + std::to_string(n));
 }
 
 Tree allreduce(const Tree& tree, bool mean, const char* what) {
