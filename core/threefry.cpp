@@ -26,7 +26,7 @@ static_assert(kLanes <= 16);
 
 template <int R, class T>
 inline T rotl(const T& x) {
-#if XSIMD_WITH_AVX2
+#if XSIMD_WITH_AVX2 && !XSIMD_WITH_AVX512F
   // Whole-byte rotations as one byte shuffle instead of two shifts and an or: AVX2 has one
   // shift port, and the shifts are what bounds this loop.
   if constexpr (std::is_same_v<T, U32> && (R == 16 || R == 24)) {
