@@ -72,21 +72,34 @@ std::vector<fs::path> leftovers(const fs::path& dir) {
   return r;
 }
 
-// Forks a child that runs `body(k)` for k = 0, 1, ... until it is killed. The child dies with the
-// parent and never returns into the test runner.
+// Forks a child that runs `body(k)` for k = 0, 1, ... until it is killed, writing one byte to
+// `done_fd` after each body that returns (pass -1 for no signal). The child dies with the parent
+// and never returns into the test runner.
 template <class F>
-pid_t spawn_writer(F body) {
+pid_t spawn_writer(F body, int done_fd = -1) {
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     try {
-      for (int32_t k = 0;; ++k) body(k);
+      for (int32_t k = 0;; ++k) {
+        body(k);
+        if (done_fd >= 0) {
+          const char byte = 1;
+          if (::write(done_fd, &byte, 1) != 1) ::_exit(4);
+        }
+      }
     } catch (...) {
       ::_exit(3);
     }
   }
   return pid;
+}
+
+// Blocks until the child behind `read_fd` reports one finished body.
+void wait_for_one(int read_fd) {
+  char byte = 0;
+  REQUIRE(::read(read_fd, &byte, 1) == 1);
 }
 
 void kill_and_reap(pid_t pid) {
@@ -118,9 +131,17 @@ TEST_CASE("save() killed at random points never leaves a torn file") {
   auto start = Clock::now();
   for (int it = 1; it <= iterations; ++it) {
     const int32_t base = it * 100000;
-    pid_t pid = spawn_writer([&](int32_t k) { save(path, version(base + k)); });
+    // Odd iterations kill at a random time after fork (on a loaded machine the child may not
+    // have finished one save by then); even ones wait for the child's first finished save and
+    // then kill at a random time, so some kills always land between and inside later saves.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = spawn_writer([&](int32_t k) { save(path, version(base + k)); }, fds[1]);
+    if (it % 2 == 0) wait_for_one(fds[0]);
     std::this_thread::sleep_for(std::chrono::microseconds(delay(gen)));
     kill_and_reap(pid);
+    ::close(fds[0]);
+    ::close(fds[1]);
 
     auto temps = leftovers(dir);
     leftover_seen += temps.empty() ? 0 : 1;
@@ -135,7 +156,7 @@ TEST_CASE("save() killed at random points never leaves a torn file") {
   }
   MESSAGE(iterations << " kills in " << std::chrono::duration<double>(Clock::now() - start).count() << " s: "
                      << changed << " saw a new version, " << leftover_seen << " left temporary files");
-  CHECK(changed > 0);
+  CHECK(changed >= iterations / 2);  // every even iteration finished a save before its kill
 }
 
 TEST_CASE("save_checkpoint (keep = 2) killed at random points: restore_checkpoint always works") {
@@ -161,9 +182,15 @@ TEST_CASE("save_checkpoint (keep = 2) killed at random points: restore_checkpoin
   size_t max_leftovers = 0;
   for (int it = 1; it <= iterations; ++it) {
     const int32_t first = last + 1;
-    pid_t pid = spawn_writer([&](int32_t k) { training::save_checkpoint(dir, state_at(first + k), first + k, 2); });
+    // As above: even iterations kill only after one save finished.
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    pid_t pid = spawn_writer([&](int32_t k) { training::save_checkpoint(dir, state_at(first + k), first + k, 2); }, fds[1]);
+    if (it % 2 == 0) wait_for_one(fds[0]);
     std::this_thread::sleep_for(std::chrono::microseconds(delay(gen)));
     kill_and_reap(pid);
+    ::close(fds[0]);
+    ::close(fds[1]);
 
     // Steps listed are real checkpoints only; the newest restores and is consistent.
     auto steps = training::checkpoint_steps(dir);
@@ -182,6 +209,7 @@ TEST_CASE("save_checkpoint (keep = 2) killed at random points: restore_checkpoin
   }
   MESSAGE("newest step after " << iterations << " kills: " << last << "; at most " << max_leftovers
                                << " temporary files lay beside the checkpoints");
+  CHECK(last >= 2 + iterations / 2);  // each even iteration finished at least one save
 
   // A save that completes leaves exactly `keep` checkpoints.
   training::save_checkpoint(dir, state_at(last + 1), last + 1, 2);
