@@ -2,12 +2,11 @@
 #include <cmath>
 #include <numbers>
 
-#include <xsimd/xsimd.hpp>
-
 #include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
+#include "core/simd/kernels.hpp"
 
 namespace flaxpp {
 
@@ -34,7 +33,7 @@ Array convert(const Array& a) {
   if (a.dtype() == dtype_of<To>::value) return a;
   Array out = Array::empty(a.shape(), dtype_of<To>::value);
   To* o = out.mutable_data<To>();
-  const int64_t n = a.size();  // hoisted: size() is an out-of-line product over the shape
+  const int64_t n = a.size();
   auto run = [&](const auto* p) {
     for (int64_t i = 0; i < n; ++i) o[i] = static_cast<To>(p[i]);
   };
@@ -141,26 +140,14 @@ Array unary_float(const Array& a0, Op op) {
   return out;
 }
 
-// A transcendental function evaluated with xsimd's vectorised version (a few ulp accurate). The
-// tail goes through the same batch code (padded), so every element gets the same function
-// whatever its position.
-template <class BOp>
-Array unary_simd(const Array& a0, BOp bop) {
-  using B = xsimd::batch<float>;
+// A transcendental function: one of simd::Kernels' maps (xsimd's algorithms, a few ulp), the
+// same bits on every instruction set.
+Array unary_simd(const Array& a0, void (*kernel)(const float*, float*, int64_t)) {
   Array a = convert<float>(a0);
   Array out = Array::empty(a.shape(), DType::float32);
   const float* p = a.data<float>();
   float* o = out.mutable_data<float>();
-  parallel_for(a.size(), kGrain, [&](int64_t lo, int64_t hi) {
-    int64_t i = lo;
-    for (; i + static_cast<int64_t>(B::size) <= hi; i += B::size) bop(B::load_unaligned(p + i)).store_unaligned(o + i);
-    if (i < hi) {
-      alignas(64) float tmp[B::size] = {};
-      std::copy(p + i, p + hi, tmp);
-      bop(B::load_aligned(tmp)).store_aligned(tmp);
-      std::copy(tmp, tmp + (hi - i), o + i);
-    }
-  });
+  parallel_for(a.size(), kGrain, [&](int64_t lo, int64_t hi) { kernel(p + lo, o + lo, hi - lo); });
   return out;
 }
 
@@ -240,31 +227,31 @@ Array jnp::power(const Array& a, const Array& b) {
 // ---- unary float functions -------------------------------------------------------------------
 
 Array jnp::exp(const Array& a) {
-  Array out = unary_simd(a, [](auto x) { return xsimd::exp(x); });
+  Array out = unary_simd(a, simd::kernels().exp);
   if (!needs_grad(a)) return out;
   return record("exp", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * out}; }, true);
 }
 
 Array jnp::log(const Array& a) {
-  Array out = unary_simd(a, [](auto x) { return xsimd::log(x); });
+  Array out = unary_simd(a, simd::kernels().log);
   if (!needs_grad(a)) return out;
   return record("log", out, {&a}, [a](const Array& g, const Array&, const Need&) { return Grads{g / a}; });
 }
 
 Array jnp::log1p(const Array& a) {
-  Array out = unary_simd(a, [](auto x) { return xsimd::log1p(x); });
+  Array out = unary_simd(a, simd::kernels().log1p);
   if (!needs_grad(a)) return out;
   return record("log1p", out, {&a}, [a](const Array& g, const Array&, const Need&) { return Grads{g / (a + 1.f)}; });
 }
 
 Array jnp::expm1(const Array& a) {
-  Array out = unary_simd(a, [](auto x) { return xsimd::expm1(x); });
+  Array out = unary_simd(a, simd::kernels().expm1);
   if (!needs_grad(a)) return out;
   return record("expm1", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * (out + 1.f)}; }, true);
 }
 
 Array jnp::tanh(const Array& a) {
-  Array out = unary_simd(a, [](auto x) { return xsimd::tanh(x); });
+  Array out = unary_simd(a, simd::kernels().tanh);
   if (!needs_grad(a)) return out;
   return record("tanh", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * (1.f - out * out)}; }, true);
 }

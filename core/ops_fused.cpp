@@ -7,12 +7,12 @@
 #include <mutex>
 #include <numbers>
 #include <vector>
-#include <xsimd/xsimd.hpp>
 
 #include "core/autodiff.hpp"
 #include "core/gemm.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
+#include "core/simd/kernels.hpp"
 
 namespace flaxpp::fused {
 
@@ -20,43 +20,17 @@ using autodiff::needs_grad;
 using autodiff::record;
 using Need = std::vector<bool>;
 using Grads = std::vector<Array>;
-using B = xsimd::batch<float>;
-constexpr int64_t W = static_cast<int64_t>(B::size);
 
 namespace {
 
 const float kGeluK = static_cast<float>(std::sqrt(2.0 / std::numbers::pi));
 constexpr float kGeluC = 0.044715f;
+constexpr int64_t kPiece = 1024;  // softmax exps summed a piece at a time, on the stack
 
 void require_float(const Array& a, const char* op, const char* what) {
   if (!a.is_float())
     throw std::invalid_argument(std::string(op) + ": " + what + " must be float32, got " + dtype_name(a.dtype()) + " " +
                                 to_string(a.shape()));
-}
-
-// Applies a batch function to n floats, padding the tail so every element sees the same code.
-template <class F>
-void simd_map(int64_t n, F f) {
-  int64_t i = 0;
-  for (; i + W <= n; i += W) f(i, W);
-  if (i < n) f(i, n - i);
-}
-B load(const float* p, int64_t m) {
-  if (m == W) return B::load_unaligned(p);
-  alignas(64) float t[W] = {};
-  std::copy(p, p + m, t);
-  return B::load_aligned(t);
-}
-void store(B v, float* p, int64_t m) {
-  if (m == W) return v.store_unaligned(p);
-  alignas(64) float t[W];
-  v.store_aligned(t);
-  std::copy(t, t + m, p);
-}
-float simd_scalar(float x, B (*f)(B)) {
-  alignas(64) float t[W] = {x};
-  f(B::load_aligned(t)).store_aligned(t);
-  return t[0];
 }
 
 // Through vjp of the composite: a backward pass that can itself be differentiated.
@@ -172,33 +146,20 @@ Array gelu_tanh(const Array& x) {
   Array y = Array::empty(x.shape(), DType::float32);
   const float* px = x.data<float>();
   float* py = y.mutable_data<float>();
-  const B k(kGeluK), c(kGeluC), half(0.5f), one(1.f);
-  parallel_for(x.size(), 1 << 14, [&](int64_t lo, int64_t hi) {
-    simd_map(hi - lo, [&](int64_t i, int64_t m) {
-      B v = load(px + lo + i, m);
-      B t = xsimd::tanh(k * (v + c * ((v * v) * v)));
-      store(v * (half * (one + t)), py + lo + i, m);
-    });
-  });
+  const auto kernel = simd::kernels().gelu_tanh;
+  parallel_for(x.size(), 1 << 14,
+               [&](int64_t lo, int64_t hi) { kernel(px + lo, py + lo, hi - lo); });
   if (!needs_grad(x)) return y;
   return record("gelu_tanh", y, {&x}, [x](const Array& g, const Array&, const Need&) {
     if (autodiff::is_recording()) return composite_vjp(g, [](const Array& a) { return composite::gelu_tanh(a); }, x);
-    // d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2),  t = tanh(k (x + c x^3)), written
-    // over the cotangent when nothing else holds it
+    // simd::Kernels::gelu_tanh_vjp, written over the cotangent when nothing else holds it
     Array dx = autodiff::reusable(g, x.shape(), DType::float32);
     const float* px = x.data<float>();
     const float* pg = g.data<float>();
     float* pd = dx.mutable_data<float>();
-    const B k(kGeluK), c(kGeluC), c3(3 * kGeluC), half(0.5f), one(1.f);
-    parallel_for(x.size(), 1 << 14, [&](int64_t lo, int64_t hi) {
-      simd_map(hi - lo, [&](int64_t i, int64_t m) {
-        B v = load(px + lo + i, m), gv = load(pg + lo + i, m);
-        B v2 = v * v;
-        B t = xsimd::tanh(k * (v + c * (v2 * v)));
-        B d = half * (one + t) + half * v * (one - t * t) * k * (one + c3 * v2);
-        store(gv * d, pd + lo + i, m);
-      });
-    });
+    const auto kernel = simd::kernels().gelu_tanh_vjp;
+    parallel_for(x.size(), 1 << 14,
+                 [&](int64_t lo, int64_t hi) { kernel(px + lo, pg + lo, pd + lo, hi - lo); });
     return Grads{dx};
   });
 }
@@ -350,7 +311,8 @@ Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array
       throw std::invalid_argument("softmax_cross_entropy_with_integer_labels: label " + std::to_string(pl[i]) +
                                   " at flat position " + std::to_string(i) + " is outside [0, " + std::to_string(C) + ")");
   const float* px = logits.data<float>();
-  // Per row: the composite's logsumexp (max, xsimd exp, double sum, xsimd log) bit for bit.
+  // Per row: the composite's logsumexp (max, exp, double sum in order, log) bit for bit.
+  const simd::Kernels& k = simd::kernels();
   Array lse = Array::empty(expect, DType::float32);
   float* plse = lse.mutable_data<float>();
   parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)), [&](int64_t lo, int64_t hi) {
@@ -365,12 +327,16 @@ Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array
       if (nan) m = NAN;
       float fm = std::isinf(m) ? 0.f : m;
       double s = 0;
-      simd_map(C, [&](int64_t i, int64_t k) {
-        alignas(64) float t[W];
-        xsimd::exp(load(xr + i, k) - B(fm)).store_aligned(t);
-        for (int64_t q = 0; q < k; ++q) s += t[q];
-      });
-      plse[row] = simd_scalar(static_cast<float>(s), [](B v) { return xsimd::log(v); }) + fm;
+      for (int64_t j = 0; j < C; j += kPiece) {
+        float e[kPiece];
+        const int64_t m = std::min(kPiece, C - j);
+        k.scaled_exp(xr + j, fm, 1.f, e, m);  // 1 * exp(v) == exp(v)
+        for (int64_t q = 0; q < m; ++q) s += e[q];
+      }
+      const float sum = static_cast<float>(s);
+      float log_sum;
+      k.log(&sum, &log_sum, 1);
+      plse[row] = log_sum + fm;
     }
   });
   Array loss = Array::empty(expect, DType::float32);
@@ -389,12 +355,12 @@ Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array
     const float* plse = lse.data<float>();
     const int32_t* pl = labels.data<int32_t>();
     float* pd = dz.mutable_data<float>();
+    const auto scaled_exp = simd::kernels().scaled_exp;
     parallel_for(rows, std::max<int64_t>(1, 8192 / std::max<int64_t>(1, C)), [&](int64_t lo, int64_t hi) {
       for (int64_t row = lo; row < hi; ++row) {
         const float* xr = px + row * C;
         float* dr = pd + row * C;
-        B gl(pg[row]), l(plse[row]);
-        simd_map(C, [&](int64_t i, int64_t k) { store(gl * xsimd::exp(load(xr + i, k) - l), dr + i, k); });
+        scaled_exp(xr, plse[row], pg[row], dr, C);
         dr[pl[row]] -= pg[row];
       }
     });

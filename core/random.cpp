@@ -10,141 +10,23 @@
 #include <string>
 #include <utility>
 
-#include <xsimd/xsimd.hpp>
+#include "core/simd/kernels.hpp"
 
 namespace flaxpp::random {
 
 namespace {
 
-using F32 = xsimd::batch<float>;
-using U32 = xsimd::batch<uint32_t>;
-using F64 = xsimd::batch<double>;
 constexpr int64_t kBuf = kWordPiece + kWordPad;  // a piece of words, padded
-static_assert(kWordPad % F32::size == 0 && kWordPad % F64::size == 0);
 
 int64_t padded(int64_t n) { return (n + kWordPad - 1) / kWordPad * kWordPad; }
 
 const float kSqrt2 = static_cast<float>(M_SQRT2);          // 1.4142135 (0x3FB504F3)
-const float kNormalLo = std::nextafter(-1.f, 0.f);         // -0.99999994
 const float kTiny = std::numeric_limits<float>::min();     // jnp.finfo(float32).tiny
 const float kEps = std::numeric_limits<float>::epsilon();  // 2^-23
 const float kEpsNeg = 0x1p-24f;                            // jnp.finfo(float32).epsneg
 
-// ---- float32 kernels over padded buffers (n a multiple of kWordPad) ----
-
-// Spec §7: the top 23 bits as a mantissa in [1, 2), minus 1, then f * (max - min) + min with
-// separate roundings, floored at min.
-void uniform_kernel(const uint32_t* w, float* out, int64_t n, float minval, float maxval) {
-  const F32 lo(minval), range(maxval - minval), one(1.f);
-  const U32 exponent_of_one(0x3F800000u);
-  for (int64_t i = 0; i < n; i += F32::size) {
-    U32 b = U32::load_unaligned(w + i);
-    F32 f = xsimd::bitwise_cast<F32>((b >> 9) | exponent_of_one) - one;
-    xsimd::max(lo, f * range + lo).store_unaligned(out + i);
-  }
-}
-
-// log(1 + t) in double, for float t with 2^-26 <= |t| and -1 < t < 2^20, where s = 1 + t is
-// exact: s = 2^k m with m in [sqrt(1/2), sqrt(2)), log m = 2 atanh(u), u = f / (2 + f), f = m - 1
-// (exact). |u| < 0.172, so cutting the atanh series after u^17 leaves < 2^-50; the relative error
-// is below 2^-49 in all. Uses only 64-bit integer ops that AVX2 has (xsimd's own log1p emulates
-// signed 64-bit shifts and int64 -> double, which made it about twice as slow).
-inline F64 log1p_f64(F64 t) {
-  using U64 = xsimd::batch<uint64_t>;
-  const F64 s = F64(1.0) + t;
-  const U64 b = xsimd::bitwise_cast<U64>(s) + U64(0x3FF0000000000000ull - 0x3FE6A09E00000000ull);
-  const F64 m =
-      xsimd::bitwise_cast<F64>((b & U64(0x000FFFFFFFFFFFFFull)) + U64(0x3FE6A09E00000000ull));
-  const F64 k = xsimd::bitwise_cast<F64>((b >> 52) | U64(0x4330000000000000ull)) -
-                F64(0x1p52 + 1023);  // the exponent as a double, via the 2^52 trick
-  const F64 f = m - F64(1.0);
-  const F64 u = f / (F64(2.0) + f), z = u * u;
-  F64 q(1.0 / 17);
-  for (double c : {1.0 / 15, 1.0 / 13, 1.0 / 11, 1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3})
-    q = F64(c) + q * z;
-  const F64 u2 = u + u;
-  const F64 log_m = u2 + u2 * (z * q);
-  const F64 ln2_hi(6.93147180369123816490e-01), ln2_lo(1.90821492927058770002e-10);
-  return k * ln2_hi + (k * ln2_lo + log_m);
-}
-
-// The reference: log1p in 64-bit-mantissa long double, rounded once. For |t| < 2^-26,
-// log1p(t) = t (1 - t/2 + ...) is within a quarter float32 ulp of t, so it rounds to t.
-float log1p_exact(float t) {
-  if (std::fabs(t) < 0x1p-26f) return t;
-  return static_cast<float>(std::log1p(static_cast<long double>(t)));
-}
-
-// Correctly rounded float32 log1p, in place on a padded buffer (n <= kBuf). Rounding the
-// double result to float32 is exact unless it lies within 2^12 double ulps (2^-41 relative)
-// of a float32 rounding midpoint; a piece holding such a lane (about 1 lane in 2^16) or an
-// input outside log1p_f64's domain has its flagged lanes redone by log1p_exact.
-void log1p_kernel(float* t, int64_t n) {
-  using I64 = xsimd::batch<int64_t>;
-  constexpr int64_t kWindow = 1 << 12;
-  alignas(64) double d[kBuf];
-  alignas(64) float out[kBuf];
-  bool redo = false;
-  for (int64_t i = 0; i < n; i += F32::size) {
-    F32 v = F32::load_aligned(t + i);
-    redo |= xsimd::any(!((v > F32(-1.f)) & (v < F32(0x1p20f))));
-  }
-  for (int64_t i = 0; i < n; ++i) d[i] = t[i];
-  for (int64_t i = 0; i < n; i += F64::size) {
-    F64 r = log1p_f64(F64::load_aligned(d + i));
-    r.store_aligned(d + i);
-    // The 29 low mantissa bits that rounding to float32 drops, against the halfway point.
-    I64 x = (xsimd::bitwise_cast<I64>(r) & I64(0x1FFFFFFF)) - I64((1 << 28) - kWindow);
-    redo |= xsimd::any((x > I64(-1)) & (x < I64(2 * kWindow + 1)));
-  }
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(d[i]);
-  for (int64_t i = 0; i < n; i += F32::size) {
-    F32 v = F32::load_aligned(t + i);
-    xsimd::select(xsimd::abs(v) < F32(0x1p-26f), v, F32::load_aligned(out + i))
-        .store_aligned(out + i);
-  }
-  if (redo)
-    for (int64_t i = 0; i < n; ++i) {
-      int64_t x = (std::bit_cast<int64_t>(d[i]) & 0x1FFFFFFF) - ((1 << 28) - kWindow);
-      if (!(t[i] > -1.f && t[i] < 0x1p20f) || (x >= 0 && x <= 2 * kWindow))
-        out[i] = log1p_exact(t[i]);
-    }
-  std::copy(out, out + n, t);
-}
-
-// Spec §8a: XLA/StableHLO ErfInv32 (Giles' single-precision erfinv), in place, n <= kBuf.
-constexpr float kErfInvL[9] = {2.81022636e-08f,  3.43273939e-07f, -3.5233877e-06f,
-                               -4.39150654e-06f, 0.00021858087f,  -0.00125372503f,
-                               -0.00417768164f,  0.246640727f,    1.50140941f};
-constexpr float kErfInvG[9] = {-0.000200214257f, 0.000100950558f, 0.00134934322f,
-                               -0.00367342844f,  0.00573950773f,  -0.0076224613f,
-                               0.00943887047f,   1.00167406f,     2.83297682f};
-
-void erf_inv_kernel(float* x, int64_t n) {
-  alignas(64) float t[kBuf];
-  for (int64_t i = 0; i < n; i += F32::size) {
-    F32 v = F32::load_unaligned(x + i);
-    (-(v * v)).store_aligned(t + i);
-  }
-  log1p_kernel(t, n);
-  const F32 inf(std::numeric_limits<float>::infinity());
-  for (int64_t i = 0; i < n; i += F32::size) {
-    F32 v = F32::load_unaligned(x + i), w = -F32::load_aligned(t + i);
-    auto central = w < F32(5.f);
-    F32 p(kErfInvL[0]);
-    if (xsimd::all(central)) {  // |x| < 0.9966 in every lane: the usual case, no tail branch
-      F32 ww = w - F32(2.5f);
-      for (int k = 1; k < 9; ++k) p = F32(kErfInvL[k]) + p * ww;
-    } else {
-      F32 ww = xsimd::select(central, w - F32(2.5f), xsimd::sqrt(w) - F32(3.f));
-      p = xsimd::select(central, p, F32(kErfInvG[0]));
-      for (int k = 1; k < 9; ++k)
-        p = xsimd::select(central, F32(kErfInvL[k]), F32(kErfInvG[k])) + p * ww;
-    }
-    F32 r = xsimd::select(xsimd::abs(v) == F32(1.f), v * inf, p * v);
-    r.store_unaligned(x + i);
-  }
-}
+// The float32 kernels over padded buffers are simd::Kernels' uniform, normal, truncated_normal,
+// erf_inv and log1p_correct (core/simd/kernels_impl.hpp), one build per instruction set.
 
 // Applies a padded-buffer kernel to an arbitrary float array, a piece at a time.
 template <class Kernel>
@@ -196,8 +78,8 @@ uint32_t urem(uint32_t a, uint32_t b) { return b == 0 ? a : a % b; }  // XLA: x 
 
 // ---- special functions ----
 
-float erf_inv_f32(float x) { return scalar_via(x, erf_inv_kernel); }
-float log1p_f32(float x) { return scalar_via(x, log1p_kernel); }
+float erf_inv_f32(float x) { return scalar_via(x, simd::kernels().erf_inv); }
+float log1p_f32(float x) { return scalar_via(x, simd::kernels().log1p_correct); }
 
 // Spec §8b: StableHLO's float32 erf, (x * alpha(x^2)) / beta(x^2) with x clamped to [-4, 4].
 float erf_f32(float x) {
@@ -288,19 +170,15 @@ Array bits(Key key, const Shape& shape, int bit_width) {
 // ---- float32 samplers ----
 
 Array uniform(Key key, const Shape& shape, float minval, float maxval) {
-  return draw_f32(key, shape, [=](const uint32_t* w, float* f, int64_t n) {
-    uniform_kernel(w, f, n, minval, maxval);
+  const auto& k = simd::kernels();
+  return draw_f32(key, shape, [=, &k](const uint32_t* w, float* f, int64_t n) {
+    k.uniform(w, f, n, minval, maxval);
   });
 }
 
 // Spec §8: sqrt(2) * erf_inv(uniform(nextafter(-1, 0), 1)).
 Array normal(Key key, const Shape& shape) {
-  return draw_f32(key, shape, [](const uint32_t* w, float* f, int64_t n) {
-    uniform_kernel(w, f, n, kNormalLo, 1.f);
-    erf_inv_kernel(f, n);
-    for (int64_t i = 0; i < n; i += F32::size)
-      (F32(kSqrt2) * F32::load_unaligned(f + i)).store_unaligned(f + i);
-  });
+  return draw_f32(key, shape, simd::kernels().normal);
 }
 
 // Spec §9: sqrt(2) erf_inv(uniform(erf(lower/sqrt2), erf(upper/sqrt2))), clipped to the open
@@ -309,12 +187,9 @@ Array truncated_normal(Key key, float lower, float upper, const Shape& shape) {
   const float a = erf_f32(lower / kSqrt2), b = erf_f32(upper / kSqrt2);
   const float lo = std::nextafter(lower, std::numeric_limits<float>::infinity());
   const float hi = std::nextafter(upper, -std::numeric_limits<float>::infinity());
-  return draw_f32(key, shape, [=](const uint32_t* w, float* f, int64_t n) {
-    uniform_kernel(w, f, n, a, b);
-    erf_inv_kernel(f, n);
-    const F32 s(kSqrt2), vlo(lo), vhi(hi);
-    for (int64_t i = 0; i < n; i += F32::size)
-      xsimd::min(vhi, xsimd::max(vlo, s * F32::load_unaligned(f + i))).store_unaligned(f + i);
+  const auto& k = simd::kernels();
+  return draw_f32(key, shape, [=, &k](const uint32_t* w, float* f, int64_t n) {
+    k.truncated_normal(w, f, n, a, b, lo, hi);
   });
 }
 
@@ -323,7 +198,7 @@ Array bernoulli(Key key, float p, const Shape& shape) {
   uint8_t* dst = out.mutable_data<uint8_t>();
   random_words(key, out.size(), bits_mode(), [&](uint32_t* w, int64_t count, int64_t offset) {
     alignas(64) float f[kBuf];
-    uniform_kernel(w, f, padded(count), 0.f, 1.f);
+    simd::kernels().uniform(w, f, padded(count), 0.f, 1.f);
     for (int64_t i = 0; i < count; ++i) dst[offset + i] = f[i] < p;
   });
   return out;
@@ -415,7 +290,7 @@ Array exponential(Key key, const Shape& shape) {  // -log1p(-u)
   Array u = uniform(key, shape);
   float* p = u.mutable_data<float>();
   for (int64_t i = 0; i < u.size(); ++i) p[i] = -p[i];
-  map_pieces(p, u.size(), log1p_kernel);
+  map_pieces(p, u.size(), simd::kernels().log1p_correct);
   for (int64_t i = 0; i < u.size(); ++i) p[i] = -p[i];
   return u;
 }
@@ -428,7 +303,7 @@ Array laplace(Key key, const Shape& shape) {  // sign(u) log1p(-|u|), u in [-1 +
   Array u = uniform(key, shape, -1.f + kEpsNeg, 1.f);
   Array l = map_f32(u.copy(), [](float v) { return -std::fabs(v); });
   float* lp = l.mutable_data<float>();
-  map_pieces(lp, l.size(), log1p_kernel);
+  map_pieces(lp, l.size(), simd::kernels().log1p_correct);
   const float* up = u.data<float>();
   for (int64_t i = 0; i < l.size(); ++i) {
     float sign = up[i] > 0.f ? 1.f : up[i] < 0.f ? -1.f : 0.f;
@@ -441,7 +316,7 @@ Array logistic(Key key, const Shape& shape) {  // log(x) - log1p(-x), x = unifor
   Array x = uniform(key, shape, kTiny, 1.f);
   Array l = map_f32(x.copy(), [](float v) { return -v; });
   float* lp = l.mutable_data<float>();
-  map_pieces(lp, l.size(), log1p_kernel);
+  map_pieces(lp, l.size(), simd::kernels().log1p_correct);
   const float* xp = x.data<float>();
   for (int64_t i = 0; i < l.size(); ++i) lp[i] = log_f32(xp[i]) - lp[i];
   return l;

@@ -4,71 +4,18 @@
 #include <atomic>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
-
-#include <xsimd/xsimd.hpp>
 
 #include "core/parallel.hpp"
+#include "core/simd/kernels.hpp"
+#include "core/simd/threefry_block.hpp"
 
 namespace flaxpp::random {
 
 namespace {
 
-using U32 = xsimd::batch<uint32_t>;
-constexpr int64_t kLanes = static_cast<int64_t>(U32::size);
-static_assert(kWordPad % kLanes == 0, "kWordPad must cover whole batches");
 constexpr int64_t kPiece = kWordPiece;  // words per sink call: stays in L1 with its outputs
 constexpr int64_t kParallelMin = int64_t{1} << 16;  // draws above this many words use threads
 constexpr int64_t kBlock = 64 * kPiece;  // items a thread takes at a time (128K: 512 KB out)
-
-alignas(64) constexpr uint32_t kIota[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-static_assert(kLanes <= 16);
-
-template <int R, class T>
-inline T rotl(const T& x) {
-#if XSIMD_WITH_AVX2 && !XSIMD_WITH_AVX512F
-  // Whole-byte rotations as one byte shuffle instead of two shifts and an or: AVX2 has one
-  // shift port, and the shifts are what bounds this loop.
-  if constexpr (std::is_same_v<T, U32> && (R == 16 || R == 24)) {
-    const __m256i bytes =
-        R == 16 ? _mm256_setr_epi8(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13, 2, 3, 0, 1,
-                                   6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)
-                : _mm256_setr_epi8(1, 2, 3, 0, 5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12, 1, 2, 3, 0,
-                                   5, 6, 7, 4, 9, 10, 11, 8, 13, 14, 15, 12);
-    return U32(_mm256_shuffle_epi8(x, bytes));
-  }
-#endif
-  return (x << R) | (x >> (32 - R));
-}
-
-// One Threefry round: T is uint32_t or a batch of them (same arithmetic, lane by lane).
-template <int R, class T>
-inline void mix(T& x0, T& x1) {
-  x0 += x1;
-  x1 = rotl<R>(x1);
-  x1 ^= x0;
-}
-
-template <class T>
-inline void mix4a(T& x0, T& x1) {  // rotation group A
-  mix<13>(x0, x1), mix<15>(x0, x1), mix<26>(x0, x1), mix<6>(x0, x1);
-}
-template <class T>
-inline void mix4b(T& x0, T& x1) {  // rotation group B
-  mix<17>(x0, x1), mix<29>(x0, x1), mix<16>(x0, x1), mix<24>(x0, x1);
-}
-
-// 20 rounds in groups A B A B A, with key injection s = 1..5 after each group (spec §1).
-template <class T>
-inline void block(uint32_t k0, uint32_t k1, T& x0, T& x1) {
-  const uint32_t k2 = k0 ^ k1 ^ 0x1BD11BDAu;
-  x0 += T(k0), x1 += T(k1);
-  mix4a(x0, x1), x0 += T(k1), x1 += T(k2 + 1u);
-  mix4b(x0, x1), x0 += T(k2), x1 += T(k0 + 2u);
-  mix4a(x0, x1), x0 += T(k0), x1 += T(k1 + 3u);
-  mix4b(x0, x1), x0 += T(k1), x1 += T(k2 + 4u);
-  mix4a(x0, x1), x0 += T(k2), x1 += T(k0 + 5u);
-}
 
 std::atomic<int> g_mode{static_cast<int>(BitsMode::partitionable)};
 thread_local int t_mode_override = -1;
@@ -99,22 +46,13 @@ void zero_pad(uint32_t* buf, int64_t count) {
 
 // Partitionable: word i = y0 ^ y1 of block(key, (hi32(i), lo32(i))).
 void partitionable_piece(Key key, int64_t begin, int64_t count, uint32_t* out) {
-  const uint32_t hi = static_cast<uint32_t>(static_cast<uint64_t>(begin) >> 32);
-  const uint32_t lo = static_cast<uint32_t>(begin);
-  const bool crosses = uint64_t{lo} + static_cast<uint64_t>(count) > (uint64_t{1} << 32);
-  int64_t i = 0;
-  if (!crosses) {
-    const U32 iota = U32::load_aligned(kIota);
-    for (; i + kLanes <= count; i += kLanes) {
-      U32 x0(hi), x1 = U32(lo + static_cast<uint32_t>(i)) + iota;
-      block(key.k0, key.k1, x0, x1);
-      (x0 ^ x1).store_unaligned(out + i);
-    }
-  }
-  for (; i < count; ++i) {
-    uint64_t idx = static_cast<uint64_t>(begin + i);
+  const uint64_t first = static_cast<uint64_t>(begin);
+  if ((first & 0xFFFFFFFFu) + static_cast<uint64_t>(count) <= (uint64_t{1} << 32))
+    return simd::kernels().threefry_counter(key.k0, key.k1, first, count, out);
+  for (int64_t i = 0; i < count; ++i) {  // the piece crosses a multiple of 2^32: word by word
+    uint64_t idx = first + static_cast<uint64_t>(i);
     uint32_t x0 = static_cast<uint32_t>(idx >> 32), x1 = static_cast<uint32_t>(idx);
-    block(key.k0, key.k1, x0, x1);
+    simd::block(key.k0, key.k1, x0, x1);
     out[i] = x0 ^ x1;
   }
 }
@@ -123,23 +61,11 @@ void partitionable_piece(Key key, int64_t begin, int64_t count, uint32_t* out) {
 // y0 is word p and y1 is word h+p.
 void legacy_piece(Key key, int64_t n, int64_t h, int64_t p0, int64_t count, uint32_t* y0s,
                   uint32_t* y1s) {
-  const U32 iota = U32::load_aligned(kIota);
-  int64_t i = 0;
-  for (; i + kLanes <= count; i += kLanes) {
-    U32 x0 = U32(static_cast<uint32_t>(p0 + i)) + iota;
-    U32 x1 = U32(static_cast<uint32_t>(h + p0 + i)) + iota;
-    block(key.k0, key.k1, x0, x1);
-    x0.store_unaligned(y0s + i);
-    x1.store_unaligned(y1s + i);
-  }
-  for (; i < count; ++i) {
-    uint32_t x0 = static_cast<uint32_t>(p0 + i), x1 = static_cast<uint32_t>(h + p0 + i);
-    block(key.k0, key.k1, x0, x1);
-    y0s[i] = x0, y1s[i] = x1;
-  }
+  simd::kernels().threefry_iota(key.k0, key.k1, static_cast<uint32_t>(p0),
+                                static_cast<uint32_t>(h + p0), y0s, y1s, count);
   if (n % 2 == 1 && p0 + count == h) {  // the pair holding the padding: redo it with x1 = 0
     uint32_t x0 = static_cast<uint32_t>(h - 1), x1 = 0;
-    block(key.k0, key.k1, x0, x1);
+    simd::block(key.k0, key.k1, x0, x1);
     y0s[count - 1] = x0;
   }
 }
@@ -148,7 +74,7 @@ void legacy_piece(Key key, int64_t n, int64_t h, int64_t p0, int64_t count, uint
 
 std::array<uint32_t, 2> threefry2x32_block(Key key, std::array<uint32_t, 2> count) {
   uint32_t x0 = count[0], x1 = count[1];
-  block(key.k0, key.k1, x0, x1);
+  simd::block(key.k0, key.k1, x0, x1);
   return {x0, x1};
 }
 
@@ -156,17 +82,11 @@ std::vector<uint32_t> threefry_2x32(Key key, std::span<const uint32_t> counts) {
   const int64_t n = static_cast<int64_t>(counts.size()), h = (n + 1) / 2;
   std::vector<uint32_t> out(2 * h);
   auto second = [&](int64_t i) { return h + i < n ? counts[h + i] : 0u; };  // padded half
-  int64_t i = 0;
-  for (; i + kLanes <= n / 2; i += kLanes) {  // pairs whose second count is real
-    U32 x0 = U32::load_unaligned(counts.data() + i),
-        x1 = U32::load_unaligned(counts.data() + h + i);
-    block(key.k0, key.k1, x0, x1);
-    x0.store_unaligned(out.data() + i);
-    x1.store_unaligned(out.data() + h + i);
-  }
-  for (; i < h; ++i) {
+  simd::kernels().threefry_pairs(key.k0, key.k1, counts.data(), counts.data() + h, out.data(),
+                                 out.data() + h, n / 2);  // pairs whose second count is real
+  for (int64_t i = n / 2; i < h; ++i) {
     uint32_t x0 = counts[i], x1 = second(i);
-    block(key.k0, key.k1, x0, x1);
+    simd::block(key.k0, key.k1, x0, x1);
     out[i] = x0, out[h + i] = x1;
   }
   out.resize(n);

@@ -339,7 +339,12 @@ TEST_CASE("gMLP for vision: gMLP-Ti / S / B parameter counts at 224x224 (gmlp.md
   std::vector<Golden> golden = {{"gMLP-Ti", models::gmlp_vision_ti(), 5867328},
                                 {"gMLP-S", models::gmlp_vision_s(), 19422656},
                                 {"gMLP-B", models::gmlp_vision_b(), 73075392}};
-  for (auto& [name, model, count] : golden) {
+  for (auto& g : golden) {
+    // Plain references, not a structured binding: CAPTURE is a lambda, and clang 14 does not
+    // let a lambda capture a binding.
+    const std::string& name = g.name;
+    const models::gMLPVision& model = g.model;
+    const int64_t count = g.count;
     CAPTURE(name);
     auto t0 = std::chrono::steady_clock::now();
     Tree params = model.init(rnd::PRNGKey(0), images)["params"];
