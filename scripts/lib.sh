@@ -4,6 +4,7 @@
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 #   flaxpp_cd_root          # cd to the repository root (scripts work from any cwd)
 #   flaxpp_install_deps     # apt-get install whatever Debian packages are missing
+#   flaxpp_install_packages P...  # the same for other packages (FLAXPP_CLANG_PACKAGES)
 #   flaxpp_configure        # cmake -S . -B build, only when build/ is not configured yet
 #   flaxpp_build            # cmake --build build -j$(nproc)
 #
@@ -42,10 +43,14 @@ flaxpp_jobs() {
   echo "${FLAXPP_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 }
 
-# Prints the packages from FLAXPP_DEBIAN_PACKAGES that dpkg does not report as installed.
+# Packages only the CI matrix and the clang checks need (.ci/run, scripts/isa_matrix with
+# CXX=clang++, scripts/fuzz): installed by flaxpp_install_packages "${FLAXPP_CLANG_PACKAGES[@]}".
+FLAXPP_CLANG_PACKAGES=(clang-14 libclang-rt-14-dev)
+
+# Prints the packages among "$@" that dpkg does not report as installed.
 flaxpp_missing_packages() {
   local pkg status
-  for pkg in "${FLAXPP_DEBIAN_PACKAGES[@]}"; do
+  for pkg in "$@"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
     if [[ "$status" != "install ok installed" ]]; then
       echo "$pkg"
@@ -53,11 +58,12 @@ flaxpp_missing_packages() {
   done
 }
 
-flaxpp_install_deps() {
+# apt-get installs whichever of "$@" are missing (as root), or prints the command and exits.
+flaxpp_install_packages() {
   command -v dpkg-query >/dev/null || flaxpp_die "no dpkg-query: flaxpp's scripts expect Debian 12" \
-    "(elsewhere install the equivalents of: ${FLAXPP_DEBIAN_PACKAGES[*]})"
+    "(elsewhere install the equivalents of: $*)"
   local missing
-  mapfile -t missing < <(flaxpp_missing_packages)
+  mapfile -t missing < <(flaxpp_missing_packages "$@")
   if ((${#missing[@]} == 0)); then
     return 0
   fi
@@ -73,6 +79,10 @@ flaxpp_install_deps() {
   apt-get "${apt_opts[@]}" update
   DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -y --no-install-recommends \
     "${missing[@]}"
+}
+
+flaxpp_install_deps() {
+  flaxpp_install_packages "${FLAXPP_DEBIAN_PACKAGES[@]}"
 }
 
 # Configures build/ unless it already is. An existing cache is respected (its build type and
