@@ -11,7 +11,7 @@
 # Environment:
 #   FLAXPP_BUILD_DIR         build directory, relative to the repo root (default: build)
 #   FLAXPP_JOBS              parallel build jobs (default: nproc)
-#   FLAXPP_CMAKE_ARGS        extra arguments for the first configure, e.g. "-DFLAXPP_NATIVE=ON"
+#   FLAXPP_CMAKE_ARGS        extra arguments for the first configure, e.g. "-DFLAXPP_NATIVE=OFF"
 #   FLAXPP_ASSUME_NONROOT=1  act as if not root (tests the "print the sudo command" path)
 
 # Everything flaxpp needs to build, test and benchmark on Debian 12. Build tools are listed too:
