@@ -60,7 +60,7 @@
 #include "core/random.hpp"
 #include "core/tree.hpp"
 #include "models/gmlp.hpp"
-#include "nn/optim.hpp"
+#include "optax/optax.hpp"
 
 using namespace flaxpp;
 namespace rnd = flaxpp::random;

@@ -14,7 +14,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 namespace {
 

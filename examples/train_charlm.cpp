@@ -44,11 +44,11 @@
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
-#include "nn/optim.hpp"
-#include "nn/train_state.hpp"
+#include "optax/optax.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

@@ -1,7 +1,7 @@
 // Shared by the fuzz targets and the seed-corpus generator: the target trees inputs are
 // restored against, and the check that a successful restore really has the target's layout.
 //
-// Contract under test (core/serialization.hpp): malformed input throws SerializationError and
+// Contract under test (serialization/serialization.hpp): malformed input throws SerializationError and
 // nothing else; it never crashes, hangs, leaks or reads out of bounds. A fuzz target catches
 // SerializationError only, so any other exception, sanitizer report or failed check is a crash.
 #pragma once
@@ -10,10 +10,10 @@
 #include <cstdlib>
 
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
-#include "nn/optim.hpp"
-#include "nn/train_state.hpp"
+#include "optax/optax.hpp"
+#include "training/train_state.hpp"
 
 namespace flaxpp::fuzz {
 

@@ -45,9 +45,9 @@
 #include "core/mpi/collectives.hpp"
 #endif
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 namespace examples {
 

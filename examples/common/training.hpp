@@ -27,7 +27,7 @@
 #include "core/parallel.hpp"
 #include "distributed.hpp"
 #include "metrics.hpp"
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 namespace examples {
 

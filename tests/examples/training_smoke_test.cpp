@@ -14,8 +14,8 @@
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
-#include "core/serialization.hpp"
-#include "nn/train_state.hpp"
+#include "serialization/serialization.hpp"
+#include "training/train_state.hpp"
 #include "tests/examples/example_runner.hpp"
 
 using namespace flaxpp;

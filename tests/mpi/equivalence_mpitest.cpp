@@ -13,7 +13,7 @@
 
 #include <mpi.h>
 #include "models/gmlp.hpp"
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 

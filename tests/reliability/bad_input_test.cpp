@@ -26,11 +26,11 @@
 #include "core/debug.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
 #include "nn/nn.hpp"
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

@@ -12,7 +12,7 @@
 
 #include "core/autodiff.hpp"
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/nn.hpp"
 

@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/serialization.hpp"
-#include "nn/optim.hpp"
-#include "nn/train_state.hpp"
+#include "serialization/serialization.hpp"
+#include "optax/optax.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

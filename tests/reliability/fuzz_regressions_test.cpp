@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

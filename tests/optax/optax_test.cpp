@@ -7,7 +7,7 @@
 
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "nn/optim.hpp"
+#include "optax/optax.hpp"
 
 using namespace flaxpp;
 

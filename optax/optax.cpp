@@ -1,4 +1,4 @@
-#include "nn/optim.hpp"
+#include "optax/optax.hpp"
 
 #include <cmath>
 #include <numbers>

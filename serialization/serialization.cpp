@@ -1,6 +1,6 @@
 // Restoring against a target (strict from_state_dict) and atomic checkpoint files.
-// The formats: serialization_msgpack.cpp and serialization_json.cpp.
-#include "core/serialization.hpp"
+// The formats: msgpack.cpp, json_read.cpp and json_write.cpp.
+#include "serialization/serialization.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>

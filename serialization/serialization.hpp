@@ -69,7 +69,7 @@
 #include <string_view>
 #include <vector>
 
-#include "tree.hpp"
+#include "../core/tree.hpp"
 
 namespace flaxpp {
 

@@ -1,9 +1,9 @@
-// Tests for core/serialization.hpp: Flax msgpack (golden bytes), JSON, strict restore, files.
+// Tests for serialization/serialization.hpp: Flax msgpack (golden bytes), JSON, strict restore, files.
 //
 // The golden hex strings were produced with numpy 1.24 + msgpack-python 1.0.3 running the code of
 // flax.serialization (_ndarray_to_bytes, _chunk, msgpack_serialize) and, for JSON,
 // json.dumps(jax.tree_util.tree_map(lambda x: np.asarray(x).tolist(), tree)) on the same trees.
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 #include <cmath>
 #include <csignal>

@@ -20,7 +20,7 @@
 
 #include "../core/random.hpp"
 #include "../core/tree.hpp"
-#include "optim.hpp"
+#include "../optax/optax.hpp"
 
 namespace flaxpp::training {
 

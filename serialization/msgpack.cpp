@@ -1,7 +1,7 @@
 // Flax msgpack checkpoints (flax.serialization.msgpack_serialize / msgpack_restore).
 //
 // Why a hand-written codec and not nlohmann::json::to_msgpack / from_msgpack: nlohmann's framing
-// is the same as msgpack-python's (tests/core/serialization_test.cpp checks our bytes against
+// is the same as msgpack-python's (tests/serialization/serialization_test.cpp checks our bytes against
 // nlohmann's for the same document), but it copies ext/bin payloads byte by byte and needs the
 // whole tree as a json document with a copy of every array. Measured on a 124 MB float32 array:
 // to_msgpack 169 MB/s, from_msgpack 35 MB/s (our targets: 500 MB/s). This file writes only the
@@ -12,7 +12,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 namespace flaxpp {
 

@@ -1,4 +1,4 @@
-// JSON reader for state dicts (see core/serialization.hpp for the dtype rules). Numbers are
+// JSON reader for state dicts (see serialization/serialization.hpp for the dtype rules). Numbers are
 // parsed with std::from_chars; nlohmann unescapes keys that contain escapes.
 #include <algorithm>
 #include <charconv>
@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 namespace flaxpp {
 

@@ -1,9 +1,9 @@
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 #include <algorithm>
 #include <stdexcept>
 
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 namespace flaxpp::training {
 

@@ -16,7 +16,7 @@
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
 #include "models/gmlp.hpp"
 

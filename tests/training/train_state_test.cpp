@@ -6,10 +6,10 @@
 #include <fstream>
 
 #include "core/autodiff.hpp"
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
-#include "nn/train_state.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/serialization.hpp"
+#include "serialization/serialization.hpp"
 
 namespace flaxpp {
 
