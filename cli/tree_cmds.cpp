@@ -9,36 +9,15 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "core/format.hpp"
 #include "serialization/serialization.hpp"
 
 namespace {
 
 using namespace flaxpp;
 
-// 31013408 -> "31,013,408"
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out = n < 0 ? "-" : "";
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-// Flax tabulate's _bytes_repr: decimal units, one decimal place ("41.0 MB", "512 B").
-std::string bytes_repr(int64_t b) {
-  char buf[64];
-  double v = static_cast<double>(b);
-  if (v > 1e9)
-    std::snprintf(buf, sizeof buf, "%.1f GB", v / 1e9);
-  else if (v > 1e6)
-    std::snprintf(buf, sizeof buf, "%.1f MB", v / 1e6);
-  else if (v > 1e3)
-    std::snprintf(buf, sizeof buf, "%.1f KB", v / 1e3);
-  else
-    return with_commas(b) + " B";
-  return buf;
-}
+using format::bytes_repr;
+using format::with_commas;
 
 int usage(const char* text, int code) {
   (code ? std::cerr : std::cout) << text;

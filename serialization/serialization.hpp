@@ -69,13 +69,14 @@
 #include <string_view>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/tree.hpp"
 
 namespace flaxpp {
 
-class SerializationError : public std::runtime_error {
+class SerializationError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // flax.serialization.MAX_CHUNK_SIZE: arrays above this many bytes are chunked.
