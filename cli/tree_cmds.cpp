@@ -1,10 +1,12 @@
 // `flaxpp inspect FILE` and `flaxpp convert IN OUT`: look into and convert checkpoints
-// (.msgpack as flax.serialization.to_bytes writes it, .json as a nested-list state dict).
+// (.msgpack as flax.serialization.to_bytes writes it, .json as a nested-list state dict,
+// .safetensors as Hugging Face's safetensors writes it, keys joined with '.').
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -26,8 +28,9 @@ int usage(const char* text, int code) {
 
 const char* kInspectUsage =
     "usage: flaxpp inspect FILE [--sorted]\n"
-    "  Lists every array in a .msgpack or .json checkpoint: '/'-path, dtype, shape, element\n"
-    "  count and bytes, then the totals (Flax tabulate's units). File order by default;\n"
+    "  Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, dtype,\n"
+    "  shape, element count and bytes, then the totals (Flax tabulate's units); a safetensors\n"
+    "  file's __metadata__ first. File order by default;\n"
     "  --sorted lists paths in JAX's tree_leaves order.\n";
 
 int run_inspect(int argc, char** argv) {
@@ -47,7 +50,16 @@ int run_inspect(int argc, char** argv) {
   }
   if (file.empty()) return usage(kInspectUsage, 2);
 
-  Tree t = load(file);
+  const Format format = format_of(file);
+  std::map<std::string, std::string> metadata;
+  Tree t;
+  if (format == Format::safetensors) {
+    Safetensors st = load_safetensors(file);
+    t = std::move(st.tree);
+    metadata = std::move(st.metadata);
+  } else {
+    t = load(file);
+  }
   std::vector<std::pair<std::string, Array>> flat;
   if (sorted)  // tree_map_with_path visits leaves in tree_leaves' order (keys sorted per level)
     tree_map_with_path(
@@ -80,8 +92,9 @@ int run_inspect(int argc, char** argv) {
                 static_cast<int>(w[3]), d.c_str(), static_cast<int>(w[4]), e.c_str());
   };
   std::printf("%s: %s, %s bytes\n", file.c_str(),
-              format_of(file) == Format::json ? "JSON" : "Flax msgpack",
+              format == Format::json ? "JSON" : format == Format::msgpack ? "Flax msgpack" : "safetensors",
               with_commas(static_cast<int64_t>(std::filesystem::file_size(file))).c_str());
+  for (const auto& [k, v] : metadata) std::printf("__metadata__ %s: %s\n", k.c_str(), v.c_str());
   line("path", "dtype", "shape", "params", "bytes");
   for (const auto& r : rows) line(r.path, r.dtype, r.shape, r.count, r.bytes);
   int64_t bytes = param_bytes(t);
@@ -92,7 +105,8 @@ int run_inspect(int argc, char** argv) {
 
 const char* kConvertUsage =
     "usage: flaxpp convert IN OUT [--sort-keys]\n"
-    "  Converts a checkpoint between Flax msgpack and JSON, by extension (.msgpack / .json).\n"
+    "  Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension\n"
+    "  (.msgpack / .json / .safetensors; safetensors keys are joined with '.').\n"
     "  Keys keep the input's order; --sort-keys writes JSON in JAX's sorted key order.\n"
     "  JSON has no dtypes: numbers with '.' load as float32, others as int32.\n";
 
@@ -118,9 +132,9 @@ int run_convert(int argc, char** argv) {
   return 0;
 }
 
-cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json checkpoint",
+cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json / .safetensors checkpoint",
                           run_inspect);
-cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack and .json",
+cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack, .json and .safetensors",
                           run_convert);
 
 }  // namespace
