@@ -33,14 +33,14 @@ std::vector<size_t> normalized_axes(Scope& s, const std::vector<int64_t>& axes, 
   auto nd = static_cast<int64_t>(x.ndim());
   for (int64_t a : axes) {
     if (a < -nd || a >= nd)
-      s.fail(std::string(field) + " " + list_string(axes) + " is out of range for an input of shape " +
-             to_string(x.shape()));
+      s.fail(std::string(field) + " " + list_string(axes) +
+             " is out of range for an input of shape " + to_string(x.shape()));
     r.push_back(static_cast<size_t>(a < 0 ? a + nd : a));
   }
   std::sort(r.begin(), r.end());
   if (std::adjacent_find(r.begin(), r.end()) != r.end())
-    s.fail(std::string(field) + " " + list_string(axes) + " names an axis twice for an input of shape " +
-           to_string(x.shape()));
+    s.fail(std::string(field) + " " + list_string(axes) +
+           " names an axis twice for an input of shape " + to_string(x.shape()));
   return r;
 }
 
@@ -51,23 +51,28 @@ Array DenseGeneral::operator()(Scope& s, const Array& x) const {
   for (int64_t f : features)
     if (f <= 0) s.fail("features must be positive, got " + list_string(features));
   if (!x.is_float())
-    s.fail(std::string("expected a float32 input, got ") + dtype_name(x.dtype()) + " " + to_string(x.shape()));
+    s.fail(std::string("expected a float32 input, got ") + dtype_name(x.dtype()) + " " +
+           to_string(x.shape()));
   std::vector<size_t> axes = normalized_axes(s, axis, x, "axis");
   std::vector<size_t> batch = normalized_axes(s, batch_dims, x, "batch_dims");
   for (size_t i = 0; i < batch.size(); ++i)
     if (batch[i] != i)
-      s.fail("batch_dims " + list_string(batch_dims) + " must be consecutive leading dimensions starting from 0");
+      s.fail("batch_dims " + list_string(batch_dims) +
+             " must be consecutive leading dimensions starting from 0");
   for (size_t a : axes)
     if (a < batch.size())
-      s.fail("axis " + list_string(axis) + " and batch_dims " + list_string(batch_dims) + " overlap");
+      s.fail("axis " + list_string(axis) + " and batch_dims " + list_string(batch_dims) +
+             " overlap");
 
   Shape batch_shape, contract_shape, free_shape, feature_shape(features);
   std::vector<int64_t> perm;  // x's axes as batch, free, contracted
-  for (size_t b : batch) batch_shape.push_back(x.shape()[b]), perm.push_back(static_cast<int64_t>(b));
+  for (size_t b : batch)
+    batch_shape.push_back(x.shape()[b]), perm.push_back(static_cast<int64_t>(b));
   for (size_t d = batch.size(); d < x.ndim(); ++d)
     if (!std::binary_search(axes.begin(), axes.end(), d))
       free_shape.push_back(x.shape()[d]), perm.push_back(static_cast<int64_t>(d));
-  for (size_t a : axes) contract_shape.push_back(x.shape()[a]), perm.push_back(static_cast<int64_t>(a));
+  for (size_t a : axes)
+    contract_shape.push_back(x.shape()[a]), perm.push_back(static_cast<int64_t>(a));
   int64_t nb = numel(batch_shape), nc = numel(contract_shape), nf = numel(feature_shape);
   int64_t nfree = numel(free_shape);
 
@@ -76,7 +81,8 @@ Array DenseGeneral::operator()(Scope& s, const Array& x) const {
   for (int64_t d : features) kernel_shape.push_back(d);
   // Flax's kernel_init_wrap / bias_init_wrap: the initializer sees the flattened matrix
   // (batch * contracted, features), so its fans are those of a Dense on the flattened input.
-  Initializer kinit = [init = kernel_init, nb, nc, nf](random::Key k, const Shape& shape, DType dt) {
+  Initializer kinit = [init = kernel_init, nb, nc, nf](random::Key k, const Shape& shape,
+                                                       DType dt) {
     return jnp::reshape(init(k, {nb * nc, nf}, dt), shape);
   };
   Array kernel = s.param("kernel", kinit, kernel_shape);
@@ -91,10 +97,13 @@ Array DenseGeneral::operator()(Scope& s, const Array& x) const {
   }
 
   bool identity = true;
-  for (size_t i = 0; i < perm.size(); ++i) identity = identity && perm[i] == static_cast<int64_t>(i);
+  for (size_t i = 0; i < perm.size(); ++i)
+    identity = identity && perm[i] == static_cast<int64_t>(i);
   Array xt = identity ? x : jnp::transpose(x, perm);
-  Array y = batch.empty() ? jnp::matmul(jnp::reshape(xt, {nfree, nc}), jnp::reshape(kernel, {nc, nf}))
-                          : jnp::matmul(jnp::reshape(xt, {nb, nfree, nc}), jnp::reshape(kernel, {nb, nc, nf}));
+  Array y =
+      batch.empty()
+          ? jnp::matmul(jnp::reshape(xt, {nfree, nc}), jnp::reshape(kernel, {nc, nf}))
+          : jnp::matmul(jnp::reshape(xt, {nb, nfree, nc}), jnp::reshape(kernel, {nb, nc, nf}));
   Shape out_shape = batch_shape;
   for (int64_t d : free_shape) out_shape.push_back(d);
   for (int64_t d : features) out_shape.push_back(d);

@@ -5,11 +5,11 @@
 //   Array e = s.call("to_embed", nn::Embed{.num_embeddings = 20000, .features = 512}, ids);
 //   // ids int32 of any shape -> ids.shape + (512,); embedding (20000, 512) ~ N(0, 1/512)
 //   Array logits = s.child("to_embed", embed).method(&nn::Embed::attend, q);  // q @ embedding.T
-//   Array q = s.call("query", nn::DenseGeneral{.features = {8, 16}}, x);   // (..., in) -> (..., 8, 16)
+//   Array q = s.call("query", nn::DenseGeneral{.features = {8, 16}}, x);  // (..., 8, 16)
 //   // kernel (in, 8, 16), bias (8, 16). kernel_init sees the flattened (in, 8 * 16) shape and its
 //   // result is reshaped, as Flax does, so fans are those of the (in, out) matrix.
 //   nn::DenseGeneral{.features = {5}, .axis = {1, -1}}      // contracts axes 1 and -1 (sorted)
-//   nn::DenseGeneral{.features = {5}, .batch_dims = {0}}    // a separate kernel per index of axis 0:
+//   nn::DenseGeneral{.features = {5}, .batch_dims = {0}}    // a kernel per index of axis 0:
 //   // x (B, n, in) -> (B, n, 5), kernel (B, in, 5), bias (B, 5); init on (B * in, 5) flattened
 //
 // DenseGeneral's output axes are batch_dims, then the other non-contracted axes in order, then
@@ -38,9 +38,9 @@ struct Dense : Module<Dense> {
 };
 
 struct DenseGeneral : Module<DenseGeneral> {
-  std::vector<int64_t> features;          // Flax: int or tuple; here always a list
-  std::vector<int64_t> axis = {-1};       // input axes to contract (negative count from the end)
-  std::vector<int64_t> batch_dims = {};   // leading axes with a kernel each
+  std::vector<int64_t> features;         // Flax: int or tuple; here always a list
+  std::vector<int64_t> axis = {-1};      // input axes to contract (negative count from the end)
+  std::vector<int64_t> batch_dims = {};  // leading axes with a kernel each
   bool use_bias = true;
   Initializer kernel_init = initializers::lecun_normal();
   Initializer bias_init = initializers::zeros;

@@ -2,9 +2,9 @@
 // (kernel_init on the flattened (in, out) matrix, then reshaped) derived here from the samplers,
 // a float64 contraction written out in loops, and central differences. Dense and Embed are
 // tested in layers_test.cpp.
-#include <doctest/doctest.h>
-
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "core/random.hpp"
@@ -33,8 +33,8 @@ Array lecun_matrix(rnd::Key key, int64_t fan_in, int64_t fan_out) {
 // y[b..., f..., o...] = sum_c x[...] k[b..., c..., o...] + bias[b..., o...] in float64, by
 // brute force over every index of x: the meaning of Flax's dot_general dimension numbers.
 std::vector<double> dense_general_double(const Array& x, const Array& kernel, const Array* bias,
-                                         const std::vector<size_t>& batch, const std::vector<size_t>& axes,
-                                         const Shape& features) {
+                                         const std::vector<size_t>& batch,
+                                         const std::vector<size_t>& axes, const Shape& features) {
   auto xd = x.to_double(), kd = kernel.to_double();
   std::vector<double> bd = bias ? bias->to_double() : std::vector<double>{};
   const Shape& xs = x.shape();
@@ -57,8 +57,8 @@ std::vector<double> dense_general_double(const Array& x, const Array& kernel, co
       for (size_t f : free) yi.push_back(xi[f]);
       ki.insert(ki.end(), oi.begin(), oi.end());
       yi.insert(yi.end(), oi.begin(), oi.end());
-      y[static_cast<size_t>(ravel(yi, out_shape))] += xd[static_cast<size_t>(i)] *
-                                                      kd[static_cast<size_t>(ravel(ki, kernel.shape()))];
+      y[static_cast<size_t>(ravel(yi, out_shape))] +=
+          xd[static_cast<size_t>(i)] * kd[static_cast<size_t>(ravel(ki, kernel.shape()))];
     }
   }
   if (bias) {
@@ -73,7 +73,9 @@ std::vector<double> dense_general_double(const Array& x, const Array& kernel, co
   return y;
 }
 
-Shape param_shape(const Tree& vars, const std::string& path) { return vars.at(path).array().shape(); }
+Shape param_shape(const Tree& vars, const std::string& path) {
+  return vars.at(path).array().shape();
+}
 
 }  // namespace
 
@@ -94,7 +96,8 @@ TEST_CASE("DenseGeneral parameter shapes are Flax's docstring's") {
   CHECK(yb.shape() == Shape{1, 6, 4, 5});
   // Axes are sorted, as Flax's _normalize_axes: (-1, 1) is (1, 3).
   nn::DenseGeneral c{.features = {2}, .axis = {-1, 1}};
-  CHECK(param_shape(c.init(rnd::PRNGKey(0), jnp::ones({1, 3, 6, 7})), "params/kernel") == Shape{3, 7, 2});
+  CHECK(param_shape(c.init(rnd::PRNGKey(0), jnp::ones({1, 3, 6, 7})), "params/kernel") ==
+        Shape{3, 7, 2});
   // batch_dims: one kernel and bias per index of the leading axes.
   nn::DenseGeneral d{.features = {5}, .batch_dims = {0}};
   auto [yd, vd] = d.init_with_output(rnd::PRNGKey(0), jnp::ones({2, 3, 4}));
@@ -102,7 +105,8 @@ TEST_CASE("DenseGeneral parameter shapes are Flax's docstring's") {
   CHECK(param_shape(vd, "params/bias") == Shape{2, 5});
   CHECK(yd.shape() == Shape{2, 3, 5});
   nn::DenseGeneral e{.features = {3}, .use_bias = false};
-  CHECK(e.init(rnd::PRNGKey(0), jnp::ones({2, 4})).at("params").keys() == std::vector<std::string>{"kernel"});
+  CHECK(e.init(rnd::PRNGKey(0), jnp::ones({2, 4})).at("params").keys() ==
+        std::vector<std::string>{"kernel"});
 }
 
 TEST_CASE("DenseGeneral initial values: kernel_init on the flattened (in, out) matrix, reshaped") {
@@ -125,7 +129,8 @@ TEST_CASE("DenseGeneral initial values: kernel_init on the flattened (in, out) m
   {
     nn::DenseGeneral layer{.features = {3}, .batch_dims = {0}};
     Array kernel = layer.init(root, jnp::ones({2, 5, 4})).at("params/kernel").array();
-    CHECK(bit_equal(kernel, jnp::reshape(lecun_matrix(k1, 8, 3), {2, 4, 3})));  // batch folds into fan_in
+    CHECK(bit_equal(kernel,
+                    jnp::reshape(lecun_matrix(k1, 8, 3), {2, 4, 3})));  // batch folds into fan_in
   }
   // features = (n,) is Dense(n): same key, same numbers, same output.
   Array x = rnd::normal(rnd::PRNGKey(3), {3, 4});
@@ -140,8 +145,9 @@ TEST_CASE("DenseGeneral initial values: kernel_init on the flattened (in, out) m
     }
   };
   Array kw = Wrap{}.init(root, x).at("params/proj/kernel").array();
-  CHECK(bit_equal(kw, jnp::reshape(lecun_matrix(nn::derive_key(nn::Compat::current, root, {"proj"}, 1), 4, 4),
-                                   {4, 2, 2})));
+  CHECK(bit_equal(
+      kw, jnp::reshape(lecun_matrix(nn::derive_key(nn::Compat::current, root, {"proj"}, 1), 4, 4),
+                       {4, 2, 2})));
 }
 
 TEST_CASE("DenseGeneral outputs equal the float64 contraction") {
@@ -153,9 +159,9 @@ TEST_CASE("DenseGeneral outputs equal the float64 contraction") {
   const std::vector<Case> cases = {
       {{3, 4}, {5}, {-1}, {}, {}, {1}},
       {{2, 3, 4}, {2, 3}, {-1}, {}, {}, {2}},
-      {{2, 3, 4}, {3}, {0, 2}, {}, {}, {0, 2}},           // contracts a non-trailing axis
+      {{2, 3, 4}, {3}, {0, 2}, {}, {}, {0, 2}},  // contracts a non-trailing axis
       {{2, 3, 4, 2}, {2, 2}, {-2, -1}, {}, {}, {2, 3}},
-      {{2, 3, 4}, {3}, {-1}, {0}, {0}, {2}},              // a kernel per batch index
+      {{2, 3, 4}, {3}, {-1}, {0}, {0}, {2}},  // a kernel per batch index
       {{2, 2, 3, 4}, {2, 3}, {-1}, {0, 1}, {0, 1}, {3}},
   };
   uint32_t seed = 10;
@@ -173,13 +179,15 @@ TEST_CASE("DenseGeneral outputs equal the float64 contraction") {
 }
 
 TEST_CASE("DenseGeneral with ones kernel and bias: each output is the contracted size plus 1") {
-  nn::DenseGeneral layer{.features = {2, 3}, .axis = {-2, -1}, .kernel_init = init::ones, .bias_init = init::ones};
+  nn::DenseGeneral layer{
+      .features = {2, 3}, .axis = {-2, -1}, .kernel_init = init::ones, .bias_init = init::ones};
   auto [y, vars] = layer.init_with_output(rnd::PRNGKey(0), jnp::ones({2, 4, 5}));
   CHECK(y.shape() == Shape{2, 2, 3});
   for (double v : y.to_double()) CHECK(v == 21.0);
 }
 
-TEST_CASE("gradients: DenseGeneral w.r.t. kernel, bias and input (contracting two axes, batch_dims)") {
+TEST_CASE(
+    "gradients: DenseGeneral w.r.t. kernel, bias and input (contracting two axes, batch_dims)") {
   for (auto layer : {nn::DenseGeneral{.features = {2, 2}, .axis = {1, 2}},
                      nn::DenseGeneral{.features = {3}, .batch_dims = {0}}}) {
     Array x = rnd::normal(rnd::PRNGKey(1), {2, 3, 2});
@@ -207,18 +215,21 @@ TEST_CASE("DenseGeneral errors name the module, the field and the shape") {
   CHECK(fails({.features = {2}, .axis = {1, -1}}, x) ==
         "<root> (DenseGeneral): axis (1, -1) names an axis twice for an input of shape (2,3)");
   CHECK(fails({.features = {2}, .batch_dims = {1}}, jnp::ones({2, 3, 4})) ==
-        "<root> (DenseGeneral): batch_dims (1,) must be consecutive leading dimensions starting from 0");
+        "<root> (DenseGeneral): batch_dims (1,) must be consecutive leading dimensions starting "
+        "from 0");
   CHECK(fails({.features = {2}, .axis = {0}, .batch_dims = {0}}, x) ==
         "<root> (DenseGeneral): axis (0,) and batch_dims (0,) overlap");
   CHECK(fails({}, x) == "<root> (DenseGeneral): features must list at least one output dimension");
-  CHECK(fails({.features = {2, 0}}, x) == "<root> (DenseGeneral): features must be positive, got (2, 0)");
+  CHECK(fails({.features = {2, 0}}, x) ==
+        "<root> (DenseGeneral): features must be positive, got (2, 0)");
   CHECK(fails({.features = {2}}, jnp::ones({2, 3}, DType::int32)) ==
         "<root> (DenseGeneral): expected a float32 input, got int32 (2,3)");
   // A kernel of the wrong shape in the variables is caught by Scope::param.
   nn::DenseGeneral layer{.features = {2}};
   auto vars = layer.init(rnd::PRNGKey(0), x);
-  CHECK_THROWS_WITH_AS(layer.apply(vars, jnp::ones({2, 4})),
-                       "<root> (DenseGeneral): parameter 'kernel' has shape (3,2) in the variables; the module "
-                       "expects (4,2)",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      layer.apply(vars, jnp::ones({2, 4})),
+      "<root> (DenseGeneral): parameter 'kernel' has shape (3,2) in the variables; the module "
+      "expects (4,2)",
+      nn::ModuleError);
 }

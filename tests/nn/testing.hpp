@@ -2,11 +2,11 @@
 // comparisons and central-difference gradient checks on float32 layers.
 #pragma once
 
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <functional>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -40,8 +40,9 @@ inline nn::initializers::Initializer constant_table(Array table) {
 inline Tree jitter(const Tree& params, uint32_t seed) {
   auto leaves = leaves_of(params);
   for (size_t i = 0; i < leaves.size(); ++i)
-    leaves[i] = leaves[i] + 0.3f * random::normal(random::fold_in(random::PRNGKey(seed), static_cast<uint32_t>(i)),
-                                                 leaves[i].shape());
+    leaves[i] = leaves[i] + 0.3f * random::normal(random::fold_in(random::PRNGKey(seed),
+                                                                  static_cast<uint32_t>(i)),
+                                                  leaves[i].shape());
   return rebuild_like(params, leaves);
 }
 
@@ -66,7 +67,8 @@ inline double central_difference(const std::function<double(float)>& at, float p
 using Loss = std::function<Array(const Tree&, const Array&)>;
 
 // grad(loss)(params, x) against central differences in every parameter coordinate.
-inline void check_param_grads(const Loss& loss, const Tree& params, const Array& x, double tol = kTol) {
+inline void check_param_grads(const Loss& loss, const Tree& params, const Array& x,
+                              double tol = kTol) {
   Tree g = grad(loss)(params, x);
   CHECK(tree_structure(g) == tree_structure(params));
   auto leaves = leaves_of(params), gl = leaves_of(g);
@@ -80,20 +82,23 @@ inline void check_param_grads(const Loss& loss, const Tree& params, const Array&
           },
           leaves[k].data<float>()[i]);
       double ad = gl[k].data<float>()[i];
-      CHECK_MESSAGE(std::fabs(ad - fd) <= tol * (1 + std::fabs(fd)), "leaf ", k, " element ", i, ": ", ad,
-                    " vs ", fd);
+      CHECK_MESSAGE(std::fabs(ad - fd) <= tol * (1 + std::fabs(fd)), "leaf ", k, " element ", i,
+                    ": ", ad, " vs ", fd);
     }
 }
 
 // grad<1>(loss)(params, x) against central differences in every input coordinate.
-inline void check_input_grads(const Loss& loss, const Tree& params, const Array& x, double tol = kTol) {
+inline void check_input_grads(const Loss& loss, const Tree& params, const Array& x,
+                              double tol = kTol) {
   Array g = grad<1>(loss)(params, x);
   REQUIRE(g.shape() == x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
-    double fd = central_difference([&](float v) { return loss(params, with_element(x, i, v)).item<double>(); },
-                                   x.data<float>()[i]);
+    double fd = central_difference(
+        [&](float v) { return loss(params, with_element(x, i, v)).item<double>(); },
+        x.data<float>()[i]);
     double ad = g.data<float>()[i];
-    CHECK_MESSAGE(std::fabs(ad - fd) <= tol * (1 + std::fabs(fd)), "x element ", i, ": ", ad, " vs ", fd);
+    CHECK_MESSAGE(std::fabs(ad - fd) <= tol * (1 + std::fabs(fd)), "x element ", i, ": ", ad,
+                  " vs ", fd);
   }
 }
 
