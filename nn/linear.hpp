@@ -22,6 +22,8 @@
 // reproduce JAX's NaN fill / clamping for the rest).
 #pragma once
 
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "module.hpp"
@@ -47,6 +49,31 @@ struct DenseGeneral : Module<DenseGeneral> {
 
   Array operator()(Scope& s, const Array& x) const;
 };
+
+// flax.linen.Einsum: y = einsum(einsum_str, x, kernel) + bias, kernel of the given `shape`
+// (kernel_init sees that shape as it is, no flattening), bias shaped by the kernel axes that
+// reach the output:
+//   nn::Einsum{.shape = {5, 6, 7}, .einsum_str = "abc,cde->abde"} on (3, 4, 5)
+//   // -> kernel (5, 6, 7), bias (6, 7), output (3, 4, 6, 7)
+// einsum_str is set on the struct or passed at the call, exactly one of them.
+struct Einsum : Module<Einsum> {
+  std::vector<int64_t> shape;
+  std::optional<std::string> einsum_str = std::nullopt;
+  bool use_bias = true;
+  Initializer kernel_init = initializers::lecun_normal();
+  Initializer bias_init = initializers::zeros;
+
+  Array operator()(Scope& s, const Array& x,
+                   const std::optional<std::string>& einsum_str = std::nullopt) const;
+};
+
+// jnp.einsum for two operands, "ab,bc->ac" style with an explicit "->": labels shared by both
+// operands and the output are batch axes, shared ones absent from the output are contracted,
+// labels of one operand absent from the output are summed first; "..." stands for the leading
+// axes an operand has beyond its letters. Built from transpose, reshape, sum and one batched
+// matmul, so it is differentiable. Throws std::invalid_argument naming the equation and shapes
+// for malformed equations, repeated labels in one operand and size mismatches.
+Array einsum(const std::string& equation, const Array& a, const Array& b);
 
 struct Embed : Module<Embed> {
   int64_t num_embeddings = 0;

@@ -3,6 +3,8 @@
 // a float64 contraction written out in loops, and central differences. Dense and Embed are
 // tested in layers_test.cpp.
 #include <cmath>
+#include <map>
+#include <string>
 
 #include <doctest/doctest.h>
 
@@ -231,5 +233,157 @@ TEST_CASE("DenseGeneral errors name the module, the field and the shape") {
       layer.apply(vars, jnp::ones({2, 4})),
       "<root> (DenseGeneral): parameter 'kernel' has shape (3,2) in the variables; the module "
       "expects (4,2)",
+      nn::ModuleError);
+}
+
+// ---- einsum and Einsum ---------------------------------------------------------------------
+
+namespace {
+
+// Brute-force float64 einsum over every assignment of the labels (letters only).
+std::vector<double> einsum_double(const std::string& eq, const Array& a, const Array& b) {
+  std::string ta = eq.substr(0, eq.find(',')),
+              tb = eq.substr(eq.find(',') + 1, eq.find("->") - eq.find(',') - 1);
+  std::string out = eq.substr(eq.find("->") + 2);
+  std::map<char, int64_t> size;
+  for (size_t d = 0; d < ta.size(); ++d) size[ta[d]] = a.shape()[d];
+  for (size_t d = 0; d < tb.size(); ++d) size[tb[d]] = b.shape()[d];
+  std::string labels;
+  for (auto [c, n] : size) labels += c;
+  Shape all, sa = a.shape(), sb = b.shape(), so;
+  for (char c : labels) all.push_back(size[c]);
+  for (char c : out) so.push_back(size[c]);
+  auto ad = a.to_double(), bd = b.to_double();
+  std::vector<double> y(static_cast<size_t>(numel(so)), 0.0);
+  for (int64_t f = 0; f < numel(all); ++f) {
+    auto idx = unravel(f, all);
+    auto pick = [&](const std::string& t) {
+      std::vector<int64_t> r;
+      for (char c : t) r.push_back(idx[labels.find(c)]);
+      return r;
+    };
+    y[static_cast<size_t>(ravel(pick(out), so))] +=
+        ad[static_cast<size_t>(ravel(pick(ta), sa))] * bd[static_cast<size_t>(ravel(pick(tb), sb))];
+  }
+  return y;
+}
+
+// lecun_normal of an n-d kernel from the sampler, with the fan_in JAX computes for it.
+Array lecun_sample(rnd::Key key, const Shape& shape, int64_t fan_in) {
+  Array r = rnd::truncated_normal(key, -2.f, 2.f, shape).copy();
+  const float c = std::sqrt(static_cast<float>(1.0 / static_cast<double>(fan_in))) /
+                  static_cast<float>(.87962566103423978);
+  float* p = r.mutable_data<float>();
+  for (int64_t i = 0; i < r.size(); ++i) p[i] = p[i] * c;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("einsum of two operands equals the float64 sum over all labels") {
+  struct Case {
+    std::string eq, ref_eq;  // ref_eq: the same with "..." spelled out in letters
+    Shape a, b;
+  };
+  const std::vector<Case> cases = {
+      {"ij,jk->ik", "ij,jk->ik", {3, 4}, {4, 2}},
+      {"bij,bjk->bik", "bij,bjk->bik", {2, 3, 4}, {2, 4, 5}},
+      {"abc,cde->abde", "abc,cde->abde", {3, 4, 5}, {5, 2, 3}},
+      {"ij,kj->ki", "ij,kj->ki", {3, 4}, {2, 4}},           // transposed operand and output
+      {"ij,jk->k", "ij,jk->k", {3, 4}, {4, 2}},             // i summed out of a alone
+      {"i,j->ij", "i,j->ij", {3}, {4}},                     // outer product
+      {"...c,cd->...d", "xyc,cd->xyd", {2, 3, 4}, {4, 5}},  // ellipsis
+      {"bqhd,bkhd->bhqk", "bqhd,bkhd->bhqk", {2, 3, 2, 4}, {2, 5, 2, 4}},  // attention's
+      {" ij , jk -> ik ", "ij,jk->ik", {2, 2}, {2, 2}},                    // spaces ignored
+  };
+  uint32_t seed = 60;
+  for (const Case& c : cases) {
+    Array a = rnd::normal(rnd::PRNGKey(seed++), c.a), b = rnd::normal(rnd::PRNGKey(seed++), c.b);
+    std::string ref;
+    for (char ch : c.ref_eq)
+      if (ch != ' ') ref += ch;
+    check_close(nn::einsum(c.eq, a, b), einsum_double(ref, a, b), 1e-5);  // <= 20-term sums of O(1)
+  }
+  Array a = jnp::ones({2, 3}), b = jnp::ones({3, 4});
+  CHECK_THROWS_WITH_AS(
+      nn::einsum("ij,jk", a, b),
+      "einsum 'ij,jk' on (2,3) and (3,4): the equation must be explicit and include \"->\"",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(nn::einsum("ij,ik->jk", a, b),
+                       "einsum 'ij,ik->jk' on (2,3) and (3,4): label 'i' has sizes 2 and 3",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      nn::einsum("ii,jk->ik", jnp::ones({3, 3}), b),
+      "einsum 'ii,jk->ik' on (3,3) and (3,4): repeated labels in one operand (diagonals) are not "
+      "supported",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(nn::einsum("ijk,jk->ik", a, b),
+                       "einsum 'ijk,jk->ik' on (2,3) and (3,4): operand 0 has 3 labels for rank 2",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(nn::einsum("ij,jk->iz", a, b),
+                       "einsum 'ij,jk->iz' on (2,3) and (3,4): output label 'z' is in no operand",
+                       std::invalid_argument);
+  // Differentiable in both operands.
+  Array w = rnd::normal(rnd::PRNGKey(70), {2, 4});
+  auto f = [&](const Tree& t, const Array& x) {
+    return jnp::sum(w * nn::einsum("ij,jk->ik", x, t.at("b").array()));
+  };
+  Tree tb{{"b", rnd::normal(rnd::PRNGKey(71), {3, 4})}};
+  check_input_grads(f, tb, rnd::normal(rnd::PRNGKey(72), {2, 3}));
+  check_param_grads(f, tb, rnd::normal(rnd::PRNGKey(72), {2, 3}));
+}
+
+TEST_CASE("Einsum module: Flax's docstring shapes, kernel_init on the kernel's own shape, bias") {
+  // flax/linen/linear.py Einsum docstring: Einsum((5, 6, 7), 'abc,cde->abde') on ones((3, 4, 5))
+  // -> {'params': {'bias': (6, 7), 'kernel': (5, 6, 7)}}.
+  nn::Einsum layer{.shape = {5, 6, 7}, .einsum_str = "abc,cde->abde"};
+  const rnd::Key root = rnd::PRNGKey(0);
+  Array x = rnd::normal(rnd::PRNGKey(1), {3, 4, 5});
+  auto [y, vars] = layer.init_with_output(root, x);
+  CHECK(vars.at("params").keys() == std::vector<std::string>{"kernel", "bias"});
+  CHECK(vars.at("params/kernel").array().shape() == Shape{5, 6, 7});
+  CHECK(vars.at("params/bias").array().shape() == Shape{6, 7});
+  CHECK(y.shape() == Shape{3, 4, 6, 7});
+  // lecun_normal on (5, 6, 7): fan_in = shape[-2] * receptive field (5) = 30, no flattening.
+  CHECK(bit_equal(vars.at("params/kernel").array(),
+                  lecun_sample(nn::derive_key(nn::Compat::current, root, {}, 1), {5, 6, 7}, 30)));
+  // Output = einsum + bias broadcast as (1, 1, 6, 7), against float64.
+  Tree params = jitter(vars["params"], 3);
+  Array yj = layer.apply(Tree{{"params", params}}, x);
+  auto want = einsum_double("abc,cde->abde", x, params.at("kernel").array());
+  auto bd = params.at("bias").array().to_double();
+  for (size_t i = 0; i < want.size(); ++i) want[i] += bd[i % 42];
+  check_close(yj, want, 1e-5);
+  // The equation at the call instead; an ellipsis; a kernel axis absent from the output.
+  nn::Einsum late{.shape = {5, 2}};
+  CHECK(late.init(root, x, std::optional<std::string>("...c,cd->...d"))
+            .at("params/bias")
+            .array()
+            .shape() == Shape{2});
+  nn::Einsum reduce{.shape = {5, 2}, .einsum_str = "abc,cd->ab"};
+  CHECK(reduce.init(root, x).at("params/bias").array().shape() == Shape{});
+  // Gradients.
+  nn::Einsum small{.shape = {3, 2}, .einsum_str = "bc,cd->bd"};
+  Array xs = rnd::normal(rnd::PRNGKey(4), {2, 3});
+  Tree ps = jitter(small.init(root, xs)["params"], 5);
+  auto loss = loss_of(small, {2, 2});
+  check_param_grads(loss, ps, xs);
+  check_input_grads(loss, ps, xs);
+  // Errors.
+  CHECK_THROWS_WITH_AS(layer.init(root, x, std::optional<std::string>("abc,cde->abde")),
+                       "<root> (Einsum): einsum_str is set both on the module and at the call",
+                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(late.init(root, x),
+                       "<root> (Einsum): einsum_str must be set on the module or at the call",
+                       nn::ModuleError);
+  nn::Einsum three{.shape = {5, 2}, .einsum_str = "abc,cd,d->ab"};
+  CHECK_THROWS_WITH_AS(
+      three.init(root, x),
+      "<root> (Einsum): einsum_str 'abc,cd,d->ab' must have exactly two operands (one comma)",
+      nn::ModuleError);
+  nn::Einsum wrong{.shape = {4, 2}, .einsum_str = "abc,cd->abd"};
+  CHECK_THROWS_WITH_AS(
+      wrong.init(root, x),
+      "<root> (Einsum): einsum 'abc,cd->abd' on (3,4,5) and (4,2): label 'c' has sizes 5 and 4",
       nn::ModuleError);
 }
