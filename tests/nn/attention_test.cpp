@@ -471,3 +471,15 @@ TEST_CASE("MultiHeadDotProductAttention errors name the module path and the shap
       doctest::Contains("<root> (MultiHeadDotProductAttention): dot_product_attention_weights: "),
       nn::ModuleError);
 }
+
+TEST_CASE("tabulate lists the attention's DenseGeneral children with their parameter counts") {
+  nn::MultiHeadDotProductAttention layer{.num_heads = 2, .qkv_features = 4};
+  std::string table =
+      layer.tabulate(rnd::PRNGKey(0), jnp::ones({1, 3, 6}),
+                     nn::AttentionCall{.mask = nn::make_causal_mask(jnp::ones({1, 3}))});
+  for (const char* row :
+       {"query", "key", "value", "out", "DenseGeneral", "MultiHeadDotProductAttention"})
+    CHECK_MESSAGE(table.find(row) != std::string::npos, row);
+  // 3 * (6 * 4 + 4) + (4 * 6 + 6) = 114 parameters.
+  CHECK(table.find("Total Parameters: 114") != std::string::npos);
+}
