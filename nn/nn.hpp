@@ -1,6 +1,8 @@
-// flax.linen in one include: modules, layers, activations, initializers.
+// flax.linen in one include: modules, layers (linear, attention, normalization), activations,
+// initializers.
 #pragma once
 #include "activation.hpp"
+#include "attention.hpp"
 #include "combinators.hpp"
 #include "initializers.hpp"
 #include "linear.hpp"
