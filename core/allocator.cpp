@@ -7,10 +7,12 @@
 #include <map>
 #include <mutex>
 #include <new>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 
 // AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang only answers __has_feature.
 #if defined(__SANITIZE_ADDRESS__)
@@ -176,12 +178,27 @@ class BlockCache {
 }  // namespace
 
 size_t release_buffer_cache() { return BlockCache::get().release(); }
+
+size_t memory_limit_bytes() {
+  static const size_t limit = [] {
+    struct sysinfo si {};
+    if (sysinfo(&si) != 0) return SIZE_MAX;
+    unsigned __int128 total = (static_cast<unsigned __int128>(si.totalram) + si.totalswap) *
+                              (si.mem_unit ? si.mem_unit : 1);
+    return total > SIZE_MAX ? SIZE_MAX : static_cast<size_t>(total);
+  }();
+  return limit;
+}
 bool buffer_cache_enabled() { return BlockCache::get().enabled(); }
 
 // 64-byte alignment by hand over plain malloc: glibc's aligned_alloc (memalign) splits a larger
 // chunk and frees the rest, which cost about a quarter of a tiny op (and fragments the heap
 // into malloc_consolidate calls). The malloc'ed pointer is kept just below the aligned data.
 Buffer::Buffer(size_t bytes) : bytes_(bytes) {
+  if (bytes > memory_limit_bytes() || bytes > SIZE_MAX / 2)
+    throw AllocationError("cannot allocate " + std::to_string(bytes) +
+                          " bytes: more than this machine's memory and swap (" +
+                          std::to_string(memory_limit_bytes()) + " bytes)");
   void* raw = nullptr;
   if (bytes >= kCacheMin) {
     size_t need = BlockCache::rounded(bytes + kSlack);
@@ -194,7 +211,8 @@ Buffer::Buffer(size_t bytes) : bytes_(bytes) {
   } else {
     raw = std::malloc(std::max<size_t>(bytes, 1) + kSlack);
   }
-  if (!raw) throw std::bad_alloc();
+  if (!raw)
+    throw AllocationError("cannot allocate " + std::to_string(bytes) + " bytes: out of memory");
   auto at = (reinterpret_cast<uintptr_t>(raw) + sizeof(void*) + 63) & ~uintptr_t{63};
   data_ = reinterpret_cast<void*>(at);
   static_cast<void**>(data_)[-1] = raw;

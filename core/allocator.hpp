@@ -3,10 +3,13 @@
 //   auto b = std::make_shared<Buffer>(bytes);   // 64-byte aligned, uninitialised
 //   release_buffer_cache();                     // give cached blocks back to the system
 //
-// Errors: std::bad_alloc when the system refuses the block.
+// Errors: AllocationError (a std::bad_alloc) when the block cannot be had; Array::empty
+// (core/array.hpp) adds the op, the shape and the dtype to its message.
 #pragma once
 
 #include <cstddef>
+#include <new>
+#include <string>
 
 namespace flaxpp {
 
@@ -16,9 +19,23 @@ namespace flaxpp {
 size_t release_buffer_cache();
 bool buffer_cache_enabled();  // false under AddressSanitizer or FLAXPP_BUFFER_CACHE_MB=0
 
+// An allocation that cannot succeed, with a message saying what was asked for. It is a
+// std::bad_alloc so that code handling memory exhaustion still catches it.
+class AllocationError : public std::bad_alloc {
+ public:
+  explicit AllocationError(std::string msg) : msg_(std::move(msg)) {}
+  const char* what() const noexcept override { return msg_.c_str(); }
+
+ private:
+  std::string msg_;
+};
+
+// Bytes no allocation can exceed here: physical memory plus swap (sysinfo), read once.
+size_t memory_limit_bytes();
+
 class Buffer {
  public:
-  explicit Buffer(size_t bytes);
+  explicit Buffer(size_t bytes);  // throws AllocationError (size beyond memory_limit_bytes())
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;

@@ -1,6 +1,7 @@
 #include "core/array.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -33,17 +34,34 @@ Array::Array(int32_t v) : Array(empty({}, DType::int32)) { mutable_data<int32_t>
 
 Array::Array(bool v) : Array(empty({}, DType::bool_)) { mutable_data<uint8_t>()[0] = v; }
 
-Array Array::empty(const Shape& shape, DType dtype) {
-  for (int64_t d : shape)
-    if (d < 0)
-      throw std::invalid_argument("Array: negative dimension in shape " + to_string(shape));
-  return Array(shape, dtype, std::make_shared<Buffer>(numel(shape) * itemsize(dtype)));
+namespace {
+std::string gib(size_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1 << 30));
+  return buf;
+}
+}  // namespace
+
+Array Array::empty(const Shape& shape, DType dtype, const char* op) {
+  size_t bytes = checked_nbytes(shape, dtype, op);
+  auto needs = [&] {
+    return std::string(op) + ": shape " + to_string(shape) + " of " + dtype_name(dtype) +
+           " needs " + std::to_string(bytes) + " bytes (" + gib(bytes) + ")";
+  };
+  if (bytes > memory_limit_bytes())
+    throw AllocationError(needs() + ", more than this machine's memory and swap (" +
+                          gib(memory_limit_bytes()) + ")");
+  try {
+    return Array(shape, dtype, std::make_shared<Buffer>(bytes));
+  } catch (const std::bad_alloc&) {
+    throw AllocationError(needs() + ": out of memory");
+  }
 }
 
 namespace {
 template <class T>
 Array from_values(const Shape& shape, const std::vector<T>& values) {
-  if (static_cast<int64_t>(values.size()) != numel(shape))
+  if (static_cast<int64_t>(values.size()) != checked_numel(shape, "Array::from"))
     throw std::invalid_argument("Array::from: " + std::to_string(values.size()) +
                                 " values do not fill shape " + to_string(shape));
   Array a = Array::empty(shape, dtype_of<T>::value);
@@ -66,7 +84,7 @@ Array Array::from_bool(const Shape& shape, const std::vector<bool>& values) {
 }
 
 Array Array::from_bytes(const Shape& shape, DType dtype, const void* bytes) {
-  Array a = empty(shape, dtype);
+  Array a = empty(shape, dtype, "Array::from_bytes");
   if (a.nbytes()) std::memcpy(a.mutable_raw(), bytes, a.nbytes());
   return a;
 }
@@ -127,7 +145,7 @@ template uint32_t Array::item<uint32_t>() const;
 template bool Array::item<bool>() const;
 
 Array Array::reshaped(const Shape& shape) const {
-  if (numel(shape) != size())
+  if (checked_numel(shape, "reshape") != size())
     throw std::invalid_argument("reshape: cannot reshape array of shape " + to_string(shape_) +
                                 " (size " + std::to_string(size()) + ") into shape " +
                                 to_string(shape));

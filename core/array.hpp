@@ -63,7 +63,10 @@ class Array {
   Array(int32_t v);  // NOLINT: int32 scalar
   explicit Array(bool v);
 
-  static Array empty(const Shape& shape, DType dtype);  // uninitialised, for kernels
+  // Uninitialised, for kernels. A negative dimension or an overflowing size throws
+  // std::invalid_argument; memory that cannot be had throws AllocationError; both messages name
+  // `op`, the shape, the dtype and the bytes, and nothing is allocated first.
+  static Array empty(const Shape& shape, DType dtype, const char* op = "Array::empty");
   static Array from(const Shape& shape, const std::vector<float>& values);
   static Array from(const Shape& shape, const std::vector<int32_t>& values);
   static Array from(const Shape& shape, const std::vector<uint32_t>& values);
