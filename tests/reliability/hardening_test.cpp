@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
@@ -18,6 +20,8 @@
 
 #include "core/ops.hpp"
 #include "core/random.hpp"
+#include "core/tree.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
@@ -89,4 +93,110 @@ TEST_CASE("#6 reshape refuses negative dimensions other than a single -1") {
   // broadcast_to's target shape is checked the same way.
   expect_error<std::invalid_argument>([&] { jnp::broadcast_to(jnp::ones({1}), {-3}); },
                                       {"broadcast_to", "negative dimension -3"});
+}
+
+namespace {
+
+fs::path fresh_dir(const std::string& name) {
+  fs::path d = fs::path(FLAXPP_BINARY_DIR) / "test_tmp" / "hardening" / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// Every leaf kind: each dtype as a scalar, as values JSON shows ambiguously (uint32 below 2^31,
+// integral floats, -0.0) and unambiguously, and with no elements in three shapes.
+Tree every_leaf_kind() {
+  Tree t;
+  const std::pair<const char*, DType> dtypes[] = {{"f32", DType::float32},
+                                                  {"i32", DType::int32},
+                                                  {"u32", DType::uint32},
+                                                  {"b", DType::bool_}};
+  for (auto [name, dt] : dtypes) {
+    std::string n = name;
+    t = t.set(n + "/empty0", Tree(Array::empty({0}, dt)));
+    t = t.set(n + "/empty20", Tree(Array::empty({2, 0}, dt)));
+    t = t.set(n + "/empty03", Tree(Array::empty({0, 3}, dt)));
+  }
+  t = t.set("f32/scalar", Tree(Array(2.f)));
+  t = t.set("f32/integral", Tree(Array::from({3}, std::vector<float>{1.f, -0.f, 3.f})));
+  t = t.set("f32/nonfinite", Tree(Array::from({2}, std::vector<float>{INFINITY, -INFINITY})));
+  t = t.set("i32/scalar", Tree(Array(int32_t{-7})));
+  t = t.set("i32/range", Tree(Array::from({2}, std::vector<int32_t>{INT32_MIN, INT32_MAX})));
+  t = t.set("u32/scalar", Tree(Array::from({}, std::vector<uint32_t>{5u})));
+  t = t.set("u32/small", Tree(Array::from({2, 2}, std::vector<uint32_t>{0u, 1u, 2u, 3u})));
+  t = t.set("u32/large", Tree(Array::from({2}, std::vector<uint32_t>{1u, 4294967295u})));
+  t = t.set("b/scalar", Tree(Array(true)));
+  t = t.set("b/values", Tree(Array::from_bool({3}, {true, false, true})));
+  t = t.set("rng", Tree(rnd::key_data(rnd::PRNGKey(10))));  // case 2's leaf: uint32 (2,)
+  return t;
+}
+
+// Same structure, and every leaf the same shape, dtype and bytes.
+void require_exact(const Tree& got, const Tree& want, const std::string& how) {
+  auto g = flatten_dict(got), w = flatten_dict(want);
+  REQUIRE_MESSAGE(g.size() == w.size(), how);
+  for (size_t i = 0; i < g.size(); ++i) {
+    INFO(how << ": " << w[i].first);
+    CHECK(g[i].first == w[i].first);
+    CHECK(g[i].second.dtype() == w[i].second.dtype());
+    CHECK(g[i].second.shape() == w[i].second.shape());
+    CHECK(g[i].second.nbytes() == w[i].second.nbytes());
+    if (g[i].second.nbytes() == w[i].second.nbytes() && w[i].second.nbytes())
+      CHECK(std::memcmp(g[i].second.raw(), w[i].second.raw(), w[i].second.nbytes()) == 0);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("#2 every leaf kind survives every format pair exactly, with and without a target") {
+  fs::path d = fresh_dir("formats");
+  const Tree want = every_leaf_kind();
+  const char* exts[] = {".msgpack", ".json"};
+  for (const char* a : exts)
+    for (const char* b : exts)
+      for (bool with_target : {false, true}) {
+        std::string how = std::string(a) + " -> " + b + (with_target ? " (target)" : "");
+        // save as a, load, save as b (what `flaxpp convert` does), load b.
+        fs::path pa = d / (std::string("a") + a), pb = d / (std::string("b") + b);
+        save(pa, want);
+        Tree mid = with_target ? load(pa, want) : load(pa);
+        require_exact(mid, want, how + ", first load");
+        save(pb, mid);
+        require_exact(with_target ? load(pb, want) : load(pb), want, how);
+      }
+  // The msgpack bytes themselves come back unchanged through JSON.
+  save(d / "x.msgpack", want);
+  save(d / "x.json", load(d / "x.msgpack"));
+  save(d / "y.msgpack", load(d / "x.json"));
+  std::ifstream x(d / "x.msgpack", std::ios::binary), y(d / "y.msgpack", std::ios::binary);
+  std::stringstream xs, ys;
+  xs << x.rdbuf();
+  ys << y.rdbuf();
+  CHECK(xs.str() == ys.str());
+}
+
+TEST_CASE("#2 the JSON file stays what Python writes; a stale or foreign sidecar is refused") {
+  fs::path d = fresh_dir("sidecar");
+  Tree rng{{"rng", Tree(rnd::key_data(rnd::PRNGKey(10)))}};  // [0, 10]: fits int32
+  save(d / "r.json", rng);
+  std::ifstream f(d / "r.json");
+  std::string text((std::istreambuf_iterator<char>(f)), {});
+  CHECK(text == "{\"rng\": [0, 10]}");  // json.dumps of the same dict
+  std::ifstream m(d / "r.json.meta");
+  std::string meta((std::istreambuf_iterator<char>(m)), {});
+  CHECK(meta == "{\"flaxpp_meta\":1,\"bytes\":16,\"dtypes\":{\"rng\":\"uint32(2,)\"}}\n");
+  // A float-only tree needs no sidecar, and saving one over the file removes the old sidecar.
+  save(d / "r.json", Tree{{"w", Tree(Array(1.f))}});
+  CHECK(!fs::exists(d / "r.json.meta"));
+  // A sidecar that does not belong to the file is an error naming both.
+  save(d / "s.json", rng);
+  std::ofstream(d / "s.json", std::ios::trunc) << "{\"rng\": [0, 11]}";  // 16 bytes too
+  CHECK(load(d / "s.json")["rng"].array().dtype() == DType::uint32);
+  std::ofstream(d / "s.json", std::ios::trunc) << "{\"rng\": [0, 1234]}";
+  expect_error<SerializationError>([&] { load(d / "s.json"); },
+                                   {(d / "s.json").string(), "18 bytes", "sidecar says 16"});
+  std::ofstream(d / "s.json.meta", std::ios::trunc) << "not json";
+  expect_error<SerializationError>([&] { load(d / "s.json"); },
+                                   {(d / "s.json.meta").string(), "is not JSON"});
 }
