@@ -17,7 +17,9 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 
+#include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
@@ -199,4 +201,152 @@ TEST_CASE("#2 the JSON file stays what Python writes; a stale or foreign sidecar
   std::ofstream(d / "s.json.meta", std::ios::trunc) << "not json";
   expect_error<SerializationError>([&] { load(d / "s.json"); },
                                    {(d / "s.json.meta").string(), "is not JSON"});
+}
+
+// ---- the command-line cases: the built binaries -------------------------------------------
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+// Runs build/bin/<exe> with args (a shell command line), in `cwd`.
+Run run_bin(const std::string& exe, const std::string& args, const fs::path& cwd) {
+  fs::path bin = fs::path(FLAXPP_BINARY_DIR) / "bin" / exe;
+  REQUIRE_MESSAGE(fs::exists(bin), "not built: " << bin);
+  fs::path out = cwd / ".stdout", err = cwd / ".stderr";
+  std::string cmd = "cd '" + cwd.string() + "' && '" + bin.string() + "' " + args + " > '" +
+                    out.string() + "' 2> '" + err.string() + "'";
+  int rc = std::system(cmd.c_str());
+  return Run{WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc), slurp(out), slurp(err)};
+}
+
+Run flaxpp_cli(const std::string& args, const fs::path& cwd) {
+  return run_bin("flaxpp", args, cwd);
+}
+
+}  // namespace
+
+TEST_CASE("#1 flaxpp random with an impossible shape: an error, no crash, nothing printed") {
+  fs::path d = fresh_dir("cli_random");
+  for (std::string op : {"uniform", "normal", "bits"})
+    for (std::string shape : {"4294967296,4294967296", "65536,65536,65536,65536"}) {
+      Run r = flaxpp_cli("random --shape " + shape + " " + op, d);
+      INFO(op << " " << shape << ": " << r.err);
+      CHECK(r.status == 1);
+      CHECK(r.out.empty());  // no uninitialised memory printed
+      CHECK(r.err == "flaxpp random: error: --shape: shape (" + shape +
+                         ") has more elements than int64 can count (the product of its "
+                         "dimensions overflows 2^63 - 1)\n");
+    }
+  Run r = flaxpp_cli("random --shape 1048576,1048576 uniform", d);  // 4 TiB: counts, cannot fit
+  CHECK(r.status == 1);
+  CHECK(r.out.empty());
+  CHECK(r.err.find("flaxpp random: error: --shape: random.uniform: shape (1048576,1048576) of "
+                   "float32 needs 4398046511104 bytes (4096.0 GiB), more than this machine's "
+                   "memory and swap") == 0);
+}
+
+TEST_CASE("#7 numeric flags are strict and errors name the argument") {
+  fs::path d = fresh_dir("cli_flags");
+  auto err = [&](const std::string& args) {
+    Run r = flaxpp_cli(args, d);
+    CHECK(r.status != 0);
+    CHECK(r.out.empty());
+    return r.err;
+  };
+  CHECK(err("random --shape abc uniform") ==
+        "flaxpp random: error: --shape: 'abc' is not an integer\n");
+  CHECK(err("random --shape 2.5 uniform") ==
+        "flaxpp random: error: --shape: '2.5' is not an integer\n");
+  CHECK(err("random --shape 2,,3 uniform") ==
+        "flaxpp random: error: --shape: '2,,3' has an empty dimension\n");
+  CHECK(err("random --key-data 8589934593,1 uniform") ==
+        "flaxpp random: error: --key-data: '8589934593' is out of range for uint32 (0 to "
+        "4294967295)\n");
+  CHECK(err("random --key-data 1 uniform") ==
+        "flaxpp random: error: --key-data: needs two words K0,K1, got '1'\n");
+  // CLI11's own options are strict too.
+  CHECK(err("random --seed 2.5 uniform").find("--seed = 2.5") != std::string::npos);
+  CHECK(err("random fold_in --data 8589934593").find("--data = 8589934593") != std::string::npos);
+  // The model's parameters alone would not fit: refused naming the flag, before allocating.
+  CHECK(err("init gmlp --num-tokens 256 --dim 32 --depth 2 --seq-len 100000 --out p.json")
+            .find("flaxpp init: error: --seq-len 100000: gMLP(num_tokens=256, dim=32, depth=2, "
+                  "ff_mult=4, seq_len=100000, causal) has about 2e+10 parameters (74.5 GiB of "
+                  "float32), more than this machine's memory and swap") == 0);
+  CHECK(!fs::exists(d / "p.json"));
+}
+
+TEST_CASE("#5 an output path naming an input file is refused, and the input is unchanged") {
+  fs::path d = fresh_dir("cli_same_path");
+  REQUIRE(flaxpp_cli("init gmlp --num-tokens 16 --dim 8 --depth 1 --seq-len 4 --out p.json", d)
+              .status == 0);
+  std::ofstream(d / "t.json") << "[1, 2, 3]";
+  const std::string params = slurp(d / "p.json");
+  for (std::string out : {"p.json", "./p.json", "../cli_same_path/p.json"}) {
+    Run r = flaxpp_cli("apply gmlp --params p.json --tokens t.json --out " + out, d);
+    CHECK(r.status == 1);
+    CHECK(r.err == "flaxpp apply: error: --out: '" + out +
+                       "' is the --params file 'p.json'; writing it would destroy the input "
+                       "(choose another output path)\n");
+  }
+  Run r = flaxpp_cli("apply gmlp --params p.json --tokens t.json --out t.json --grad", d);
+  CHECK(r.err.find("--out: 't.json' is the --tokens file") != std::string::npos);
+  r = flaxpp_cli("convert p.json p.json", d);
+  CHECK(r.err == "flaxpp convert: error: OUT: 'p.json' is the IN file 'p.json'; writing it would "
+                 "destroy the input (choose another output path)\n");
+  fs::create_symlink("p.json", d / "link.json");
+  r = flaxpp_cli("convert p.json link.json", d);
+  CHECK(r.status == 1);
+  CHECK(slurp(d / "p.json") == params);
+  CHECK(slurp(d / "t.json") == "[1, 2, 3]");
+  CHECK(flaxpp_cli("apply gmlp --params p.json --tokens t.json --out o.json", d).status == 0);
+}
+
+TEST_CASE("#7 apply names the missing or misshaped entry, with and without --grad") {
+  fs::path d = fresh_dir("cli_apply_entries");
+  REQUIRE(flaxpp_cli("init gmlp --num-tokens 16 --dim 8 --depth 1 --seq-len 4 --out p.json", d)
+              .status == 0);
+  std::ofstream(d / "t.json") << "[1, 2, 3]";
+  Tree p = load(d / "p.json");
+  const std::string sgu = "params/layers_0/layers_0/layers_0/sgu/";
+  save(d / "missing.json", p.erase(sgu + "spatial_biases"));
+  save(d / "misshaped.json", p.set(sgu + "spatial_biases", Tree(jnp::zeros({3, 1}))));
+  save(d / "int_bias.json",
+       p.set("params/to_logits/layers_1/bias", Tree(jnp::zeros({16}, DType::int32))));
+  const std::string model = "gMLP(num_tokens=16, dim=8, depth=1, ff_mult=4, seq_len=4, causal)";
+  for (std::string grad : {"", " --grad"}) {
+    Run r = flaxpp_cli("apply gmlp --params missing.json --tokens t.json --out o.json" + grad, d);
+    CHECK(r.err == "flaxpp apply: error: missing.json: 1,048 parameters, but " + model +
+                       " has 1,052: " + sgu + "spatial_biases (4,1) is missing\n");
+    r = flaxpp_cli("apply gmlp --params misshaped.json --tokens t.json --out o.json" + grad, d);
+    CHECK(r.err == "flaxpp apply: error: misshaped.json: 1,051 parameters, but " + model +
+                       " has 1,052: " + sgu + "spatial_biases has shape (3,1), the model needs "
+                       "(4,1)\n");
+  }
+  // The same count, so the model itself finds it: with --grad the path is kept as well.
+  Run r = flaxpp_cli("apply gmlp --params int_bias.json --tokens t.json --out o.json", d);
+  CHECK(r.err == "flaxpp apply: error: t.json (3,): to_logits/layers_1 (Dense): parameter 'bias' "
+                 "has dtype int32 in the variables; the module expects float32\n");
+  r = flaxpp_cli("apply gmlp --params int_bias.json --tokens t.json --out o.json --grad", d);
+  CHECK(r.err == "flaxpp apply: error: int_bias.json: params/to_logits/layers_1/bias has dtype "
+                 "int32; --grad differentiates float32 parameters only\n");
+}
+
+TEST_CASE("#7 the vjp pullback refuses a cotangent that is not float32") {
+  Array x = Array::vector({1.f, 2.f});
+  auto [y, pullback] = vjp([](const Array& a) { return jnp::tanh(a); }, x);
+  expect_error<std::invalid_argument>(
+      [&, pb = pullback] { pb(Array::from({2}, std::vector<int32_t>{1, 1})); },
+      {"vjp pullback", "cotangent dtype int32", "float32"});
+  CHECK(std::get<0>(pullback(jnp::ones({2}))).shape() == Shape{2});
 }
