@@ -18,12 +18,15 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
+#include "optax/optax.hpp"
 #include "serialization/serialization.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
@@ -349,4 +352,181 @@ TEST_CASE("#7 the vjp pullback refuses a cotangent that is not float32") {
       [&, pb = pullback] { pb(Array::from({2}, std::vector<int32_t>{1, 1})); },
       {"vjp pullback", "cotangent dtype int32", "float32"});
   CHECK(std::get<0>(pullback(jnp::ones({2}))).shape() == Shape{2});
+}
+
+// ---- training directories: train_charlm on the fortunes corpus -------------------------------
+
+namespace {
+
+const fs::path kFortunes = "/usr/share/games/fortunes";
+// A run of a few hundred milliseconds; --steps, --ckpt-every and --out-dir are added per case.
+const std::string kTiny =
+    "--dim 16 --depth 1 --seq-len 16 --batch 4 --threads 1 --log-every 2 --eval-every 4 "
+    "--eval-windows 4 --final-eval-windows 8 --sample-len 4 ";
+
+bool have_fortunes() {
+  if (fs::exists(kFortunes)) return true;
+  MESSAGE("skipped: no " << kFortunes << " (apt-get install fortunes)");
+  return false;
+}
+
+Run charlm(const std::string& args, const fs::path& cwd) {
+  return run_bin("train_charlm", kTiny + args, cwd);
+}
+
+std::vector<int64_t> steps_in(const fs::path& dir) { return training::checkpoint_steps(dir); }
+
+}  // namespace
+
+TEST_CASE("#3 a second run on the same --out-dir fails at once naming the first one's pid") {
+  if (!have_fortunes()) return;
+  fs::path d = fresh_dir("two_runs");
+  fs::path bin = fs::path(FLAXPP_BINARY_DIR) / "bin" / "train_charlm";
+  // The first run goes on for a few seconds; the second starts 0.7 s after it.
+  std::string script = "cd '" + d.string() + "' && ('" + bin.string() + "' " + kTiny +
+                       "--steps 2000 --ckpt-every 5 --out-dir two > first.log 2>&1 & "
+                       "echo $! > first.pid; sleep 0.7; '" +
+                       bin.string() + "' " + kTiny +
+                       "--steps 40 --ckpt-every 5 --out-dir two > second.log 2>&1; "
+                       "echo $? > second.rc; wait; echo $? > first.rc)";
+  REQUIRE(std::system(script.c_str()) == 0);
+  std::string pid = slurp(d / "first.pid");
+  pid.erase(pid.find_last_not_of('\n') + 1);
+  INFO(slurp(d / "second.log"));
+  CHECK(slurp(d / "second.rc") == "1\n");
+  std::string second = slurp(d / "second.log");  // after the data summary line
+  CHECK(second.substr(second.find("train_charlm:")) ==
+        "train_charlm: --out-dir two: another run (pid " + pid +
+            ") is using this directory (it holds two/.lock); wait for it to end, or choose "
+            "another --out-dir\n");
+  CHECK(slurp(d / "first.rc") == "0\n");
+  // The first run's work is whole: its last checkpoint and a metrics.csv of whole rows.
+  CHECK(steps_in(d / "two" / "ckpt").back() == 2000);
+  std::string csv = slurp(d / "two" / "metrics.csv");
+  CHECK(csv.back() == '\n');
+  CHECK(csv.rfind("\n2000,") != std::string::npos);
+}
+
+TEST_CASE("#4 a fresh run refuses a directory with checkpoints; --overwrite keeps the old run "
+          "until it has saved") {
+  if (!have_fortunes()) return;
+  fs::path d = fresh_dir("fresh_run");
+  REQUIRE(charlm("--steps 10 --ckpt-every 5 --out-dir o", d).status == 0);
+  const std::string ckpt10 = slurp(d / "o/ckpt/checkpoint_10.msgpack"),
+                    metrics = slurp(d / "o/metrics.csv");
+  Run r = charlm("--steps 10 --ckpt-every 5 --out-dir o", d);
+  CHECK(r.status == 1);
+  CHECK(r.err.find("train_charlm: --out-dir o: o/ckpt holds 2 checkpoint(s) of an earlier run "
+                   "(steps 5 to 10); pass --resume to continue it, or --overwrite to start "
+                   "afresh") != std::string::npos);
+  CHECK(slurp(d / "o/ckpt/checkpoint_10.msgpack") == ckpt10);  // nothing touched
+  CHECK(slurp(d / "o/metrics.csv") == metrics);
+  // --overwrite killed (SIGKILL) after moving the old run aside, long before its first
+  // checkpoint (--ckpt-every 100000): the old run is still there, beside the empty new one.
+  fs::path bin = fs::path(FLAXPP_BINARY_DIR) / "bin" / "train_charlm";
+  std::string script = "cd '" + d.string() + "' && ('" + bin.string() + "' " + kTiny +
+                       "--steps 100000 --ckpt-every 100000 --overwrite --out-dir o 2> kill.log "
+                       ">/dev/null & pid=$!; i=0; while ! grep -q moved kill.log && [ $i -lt 600 ]; "
+                       "do sleep 0.05; i=$((i+1)); done; kill -9 $pid; wait $pid; true)";
+  REQUIRE(std::system(script.c_str()) == 0);
+  CHECK(slurp(d / "kill.log").find("--overwrite: moved 2 checkpoint(s) of the earlier run to "
+                                   "o/ckpt/replaced") != std::string::npos);
+  CHECK(steps_in(d / "o/ckpt").empty());
+  CHECK(slurp(d / "o/ckpt/replaced/checkpoint_10.msgpack") == ckpt10);  // the old run is kept
+  CHECK(slurp(d / "o/metrics.csv.replaced") == metrics);
+  // A second --overwrite that saves: then the old run goes.
+  r = charlm("--steps 6 --ckpt-every 5 --overwrite --out-dir o", d);
+  CHECK(r.status == 0);
+  CHECK(steps_in(d / "o/ckpt") == std::vector<int64_t>{5, 6});
+  CHECK(!fs::exists(d / "o/ckpt/replaced"));
+  CHECK(!fs::exists(d / "o/metrics.csv.replaced"));
+  CHECK(charlm("--steps 6 --resume --overwrite --out-dir o", d).status != 0);
+}
+
+TEST_CASE("#2 a checkpoint converted to JSON and back resumes") {
+  if (!have_fortunes()) return;
+  fs::path d = fresh_dir("convert_resume");
+  REQUIRE(charlm("--steps 10 --seed 10 --ckpt-every 5 --out-dir s10", d).status == 0);
+  REQUIRE(flaxpp_cli("convert s10/ckpt/checkpoint_10.msgpack c.json", d).status == 0);
+  CHECK(slurp(d / "c.json.meta").find("\"rng\":\"uint32(2,)\"") != std::string::npos);
+  fs::remove(d / "s10/ckpt/checkpoint_10.msgpack");
+  fs::remove(d / "s10/ckpt/checkpoint_10.msgpack.meta");
+  REQUIRE(flaxpp_cli("convert c.json s10/ckpt/checkpoint_10.msgpack", d).status == 0);
+  Run r = charlm("--steps 12 --seed 10 --ckpt-every 5 --resume --out-dir s10", d);
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("resumed from s10/ckpt/checkpoint_10.msgpack (step 10)") != std::string::npos);
+}
+
+TEST_CASE("checksums: --resume skips a corrupt newest checkpoint, saying why; --resume-step") {
+  if (!have_fortunes()) return;
+  fs::path d = fresh_dir("checksum_resume");
+  REQUIRE(charlm("--steps 10 --ckpt-every 5 --out-dir o", d).status == 0);
+  fs::path newest = d / "o/ckpt/checkpoint_10.msgpack";
+  std::string bytes = slurp(newest);
+  bytes[bytes.size() / 2] ^= 1;  // one bit: msgpack would still parse it
+  std::ofstream(newest, std::ios::binary | std::ios::trunc) << bytes;
+  CHECK(verify_checksum(newest).find("checksum mismatch") == 0);
+  Run r = charlm("--steps 12 --ckpt-every 5 --resume --out-dir o", d);
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("--resume: skipped o/ckpt/checkpoint_10.msgpack: load: "
+                   "o/ckpt/checkpoint_10.msgpack: checksum mismatch: the file's CRC32C is ") !=
+        std::string::npos);
+  CHECK(r.err.find("resumed from o/ckpt/checkpoint_5.msgpack (step 5)") != std::string::npos);
+  r = charlm("--steps 12 --ckpt-every 5 --resume-step 5 --out-dir o", d);
+  CHECK(r.err.find("resumed from o/ckpt/checkpoint_5.msgpack (step 5, --resume-step)") !=
+        std::string::npos);
+  r = charlm("--steps 12 --resume-step 7 --out-dir o", d);
+  CHECK(r.status != 0);
+  CHECK(r.err.find("restore_checkpoint: no o/ckpt/checkpoint_7.msgpack (steps in o/ckpt: ") !=
+        std::string::npos);
+}
+
+TEST_CASE("#7 a stray checkpoint name is an error naming the file; stale temp files are removed") {
+  if (!have_fortunes()) return;
+  fs::path d = fresh_dir("stray");
+  REQUIRE(charlm("--steps 5 --ckpt-every 5 --out-dir o", d).status == 0);
+  std::ofstream(d / "o/ckpt/checkpoint_99999999999999999999.msgpack") << "x";
+  for (std::string resume : {"", "--resume "}) {
+    Run r = charlm("--steps 6 " + resume + "--out-dir o", d);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("train_charlm: checkpoint_steps: "
+                     "o/ckpt/checkpoint_99999999999999999999.msgpack: step "
+                     "99999999999999999999 does not fit int64; rename or remove this file") !=
+          std::string::npos);
+  }
+  fs::remove(d / "o/ckpt/checkpoint_99999999999999999999.msgpack");
+  // What a killed save leaves: removed at start (the run holds the directory's lock).
+  std::ofstream(d / "o/ckpt/.checkpoint_7.msgpack.tmp-1234-0badf00d") << "partial";
+  std::ofstream(d / "o/.params.json.tmp-99-abcdef01") << "partial";
+  std::ofstream(d / "o/ckpt/.not-a-temp-file") << "kept";
+  Run r = charlm("--steps 6 --resume --out-dir o", d);
+  CHECK(r.status == 0);
+  CHECK(r.err.find("removed o/ckpt/.checkpoint_7.msgpack.tmp-1234-0badf00d (left by a save that "
+                   "was killed)") != std::string::npos);
+  CHECK(!fs::exists(d / "o/.params.json.tmp-99-abcdef01"));
+  CHECK(fs::exists(d / "o/ckpt/.not-a-temp-file"));
+}
+
+TEST_CASE("restore_newest_valid reports what it skipped; restore_checkpoint stays strict") {
+  fs::path d = fresh_dir("newest_valid");
+  auto state = training::TrainState::create(Tree{{"w", Tree(jnp::ones({3}))}}, optax::sgd(0.1f),
+                                            rnd::PRNGKey(1));
+  for (int64_t s : {1, 2, 3}) {
+    state.step = s;
+    training::save_checkpoint(d, state, s, /*keep=*/5);
+  }
+  std::ofstream(training::checkpoint_path(d, 3), std::ios::trunc) << "garbage";
+  training::RestoreReport report;
+  CHECK(training::restore_newest_valid(d, state, report).step == 2);
+  CHECK(report.restored == training::checkpoint_path(d, 2));
+  REQUIRE(report.skipped.size() == 1);
+  CHECK(report.skipped[0].first == training::checkpoint_path(d, 3));
+  CHECK(report.skipped[0].second.find("7 bytes, its sidecar says") != std::string::npos);
+  CHECK_THROWS_AS(training::restore_checkpoint(d, state), SerializationError);
+  fs::remove(training::checkpoint_path(d, 2));
+  fs::remove(training::checkpoint_path(d, 1));
+  expect_error<SerializationError>([&] { training::restore_newest_valid(d, state, report); },
+                                   {"no checkpoint in", "loads", "checkpoint_3.msgpack"});
 }
