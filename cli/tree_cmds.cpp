@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/format.hpp"
 #include "serialization/serialization.hpp"
@@ -21,34 +24,18 @@ using namespace flaxpp;
 using format::bytes_repr;
 using format::with_commas;
 
-int usage(const char* text, int code) {
-  (code ? std::cerr : std::cout) << text;
-  return code;
-}
-
-const char* kInspectUsage =
-    "usage: flaxpp inspect FILE [--sorted]\n"
-    "  Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, dtype,\n"
-    "  shape, element count and bytes, then the totals (Flax tabulate's units); a safetensors\n"
-    "  file's __metadata__ first. File order by default;\n"
-    "  --sorted lists paths in JAX's tree_leaves order.\n";
-
 int run_inspect(int argc, char** argv) {
+  CLI::App app{"Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, "
+               "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); a "
+               "safetensors file's __metadata__ first.",
+               "flaxpp inspect"};
   std::string file;
   bool sorted = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") return usage(kInspectUsage, 0);
-    if (a == "--sorted")
-      sorted = true;
-    else if (!a.empty() && a[0] == '-')
-      return usage(kInspectUsage, 2);
-    else if (file.empty())
-      file = a;
-    else
-      return usage(kInspectUsage, 2);
-  }
-  if (file.empty()) return usage(kInspectUsage, 2);
+  app.add_option("FILE", file, "a .msgpack, .json or .safetensors checkpoint")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app.add_flag("--sorted", sorted, "list paths in JAX's tree_leaves order (default: file order)");
+  CLI11_PARSE(app, argc, argv);
 
   const Format format = format_of(file);
   std::map<std::string, std::string> metadata;
@@ -103,27 +90,19 @@ int run_inspect(int argc, char** argv) {
   return 0;
 }
 
-const char* kConvertUsage =
-    "usage: flaxpp convert IN OUT [--sort-keys]\n"
-    "  Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension\n"
-    "  (.msgpack / .json / .safetensors; safetensors keys are joined with '.').\n"
-    "  Keys keep the input's order; --sort-keys writes JSON in JAX's sorted key order.\n"
-    "  JSON has no dtypes: numbers with '.' load as float32, others as int32.\n";
-
 int run_convert(int argc, char** argv) {
-  std::vector<std::string> files;
+  CLI::App app{"Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension "
+               "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys keep "
+               "the input's order (safetensors has none: its data's order). Dtypes JSON cannot "
+               "show go into OUT.meta.",
+               "flaxpp convert"};
+  std::vector<std::string> files(2);
   SaveOptions opts;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") return usage(kConvertUsage, 0);
-    if (a == "--sort-keys")
-      opts.json.sort_keys = true;
-    else if (!a.empty() && a[0] == '-')
-      return usage(kConvertUsage, 2);
-    else
-      files.push_back(a);
-  }
-  if (files.size() != 2) return usage(kConvertUsage, 2);
+  app.add_option("IN", files[0], "input checkpoint")->required()->check(CLI::ExistingFile);
+  app.add_option("OUT", files[1], "output checkpoint")->required();
+  app.add_flag("--sort-keys", opts.json.sort_keys, "write JSON in JAX's sorted key order");
+  CLI11_PARSE(app, argc, argv);
+  cli::refuse_same_file("OUT", files[1], "IN", files[0]);
   format_of(files[1]);  // fail on a bad output extension before reading the input
   Tree t = load(files[0]);
   save(files[1], t, opts);

@@ -19,8 +19,10 @@ Array jnp::reshape(const Array& a, const Shape& shape0) {
     if (shape[i] == -1) {
       if (infer >= 0) throw std::invalid_argument("reshape: can only specify one unknown dimension in " + to_string(shape0));
       infer = static_cast<int64_t>(i);
+    } else if (shape[i] < 0) {
+      throw std::invalid_argument("reshape: negative dimension " + std::to_string(shape[i]) + " in shape " + to_string(shape0) + " (only a single -1 is allowed, for the dimension to infer)");
     } else {
-      known *= shape[i];
+      known = checked_mul(known, shape[i], "reshape", "the product of the dimensions");
     }
   }
   if (infer >= 0) {
@@ -121,7 +123,7 @@ Array jnp::broadcast_to(const Array& a, const Shape& shape) {
   Shape b = broadcast_shapes(a.shape(), shape, "broadcast_to");
   if (b != shape)
     throw std::invalid_argument("broadcast_to: cannot broadcast shape " + to_string(a.shape()) + " to " + to_string(shape));
-  Array out = Array::empty(shape, a.dtype());
+  Array out = Array::empty(shape, a.dtype(), "broadcast_to");
   switch (itemsize(a.dtype())) {
     case 4: kernels::broadcast_copy(static_cast<const uint32_t*>(a.raw()), a.shape(), static_cast<uint32_t*>(out.mutable_raw()), shape); break;
     default: kernels::broadcast_copy(static_cast<const uint8_t*>(a.raw()), a.shape(), static_cast<uint8_t*>(out.mutable_raw()), shape); break;

@@ -57,6 +57,20 @@
 // error midway) it throws SerializationError naming the path, removes the temporary file and
 // leaves an existing file at `path` untouched. A process killed mid-save can leave a
 // `.NAME.tmp-PID-XXXXXXXX` file beside `path`; it is never read and never replaces `path`.
+//
+// The `.meta` sidecar (`ckpt.msgpack.meta` beside `ckpt.msgpack`), so the file itself stays what
+// Flax and Python write and read: a JSON object
+//   {"flaxpp_meta": 1, "bytes": 1234, "crc32c": "e3069283", "dtypes": {"rng": "uint32(2,)"}}
+// - "crc32c" (serialization/checksum.hpp) of the whole file, written when
+//   SaveOptions::checksum is set (training checkpoints set it); load() verifies it and the byte
+//   count, and a mismatch is a SerializationError ("checksum mismatch") naming the file.
+// - "dtypes": for a JSON file, each leaf whose values alone do not give back its dtype and
+//   shape (uint32 leaves whose values all fit int32, arrays with no elements), as
+//   "<dtype><shape>"; load() restores them exactly, so every format round trip is lossless.
+// save() writes the sidecar only when it has something to say, and removes a stale one first,
+// so a file and a sidecar from different saves are never seen together (a kill in between
+// leaves the new file without its sidecar: still readable, without the check). A file without
+// a sidecar (Flax's, older flaxpp's) loads as before.
 #pragma once
 
 #include <cstddef>
@@ -68,6 +82,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -144,10 +159,23 @@ struct SaveOptions {
   JsonOptions json{};
   size_t max_chunk_size = kMaxChunkSize;
   SafetensorsOptions safetensors{};
+  bool checksum = false;  // write the file's CRC32C into its `.meta` sidecar
 };
 void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions& opts = {});
 Tree load(const std::filesystem::path& path);
 Tree load(const std::filesystem::path& path, const Tree& target, const RestoreOptions& opts = {});
+// The sidecar of `path` (path + ".meta").
+std::filesystem::path meta_path(const std::filesystem::path& path);
+// Checks `path` against the checksum in its sidecar: "" when it matches, else why not ("no
+// checksum" when there is no sidecar or it has none). Reads the whole file.
+std::string verify_checksum(const std::filesystem::path& path);
+
+// For JSON: each leaf of `tree` whose values alone do not give back its dtype and shape, as
+// {path, "<dtype><shape>"}; and the tree read from JSON with those restored (SerializationError
+// naming the path when an entry does not fit the leaf).
+std::vector<std::pair<std::string, std::string>> json_dtype_notes(const Tree& tree);
+Tree apply_json_dtype_notes(const Tree& tree,
+                            const std::vector<std::pair<std::string, std::string>>& notes);
 
 // Streaming writers used by save() and to_json() / to_bytes(): `sink` receives the output in
 // pieces, in order (ByteSink is declared above).
