@@ -247,12 +247,13 @@ Array MultiHeadDotProductAttention::operator()(Scope& s, const Array& inputs_q,
   }
   Array x;
   try {
-    x = dot_product_attention(query, key, value,
-                              {.mask = mask,
-                               .broadcast_dropout = broadcast_dropout,
-                               .dropout_rng = dropout_rng,
-                               .dropout_rate = dropout_rate,
-                               .deterministic = deterministic_now});
+    const AttentionFn& fn = attention_fn ? attention_fn : AttentionFn(dot_product_attention);
+    x = fn(query, key, value,
+           {.mask = mask,
+            .broadcast_dropout = broadcast_dropout,
+            .dropout_rng = dropout_rng,
+            .dropout_rate = dropout_rate,
+            .deterministic = deterministic_now});
   } catch (const std::invalid_argument& e) {
     s.fail(e.what());
   }
@@ -277,6 +278,7 @@ Array SelfAttention::operator()(Scope& s, const Array& inputs_q, const Attention
                                    .bias_init = bias_init,
                                    .out_bias_init = out_bias_init,
                                    .use_bias = use_bias,
+                                   .attention_fn = attention_fn,
                                    .decode = decode,
                                    .normalize_qk = normalize_qk};
   return mha(s, inputs_q, call);  // in this module's own scope, as Flax's super().__call__

@@ -72,6 +72,11 @@ Array make_causal_mask(const Array& x, int64_t extra_batch_dims = 0, DType dtype
 std::optional<Array> combine_masks(const std::vector<std::optional<Array>>& masks,
                                    DType dtype = DType::float32);
 
+// Flax's attention_fn: (query, key, value, options) -> (batch..., q_len, heads, v_depth), called
+// with the projected query/key/value and the mask, dropout settings and rng the layer decided.
+using AttentionFn =
+    std::function<Array(const Array&, const Array&, const Array&, const AttentionOptions&)>;
+
 // MultiHeadDotProductAttention.__call__'s keyword-only arguments.
 struct AttentionCall {
   std::optional<Array> mask = std::nullopt;
@@ -91,6 +96,7 @@ struct MultiHeadDotProductAttention : Module<MultiHeadDotProductAttention> {
   Initializer bias_init = initializers::zeros;
   Initializer out_bias_init = nullptr;  // empty: bias_init
   bool use_bias = true;
+  AttentionFn attention_fn = nullptr;  // empty: dot_product_attention
   bool decode = false;
   bool normalize_qk = false;  // LayerNorm (no bias) on query and key, as query_ln / key_ln
 
@@ -116,6 +122,7 @@ struct SelfAttention : Module<SelfAttention> {
   Initializer bias_init = initializers::zeros;
   Initializer out_bias_init = nullptr;
   bool use_bias = true;
+  AttentionFn attention_fn = nullptr;
   bool decode = false;
   bool normalize_qk = false;
 

@@ -185,6 +185,19 @@ Array GroupNorm::operator()(Scope& s, const Array& x) const {
                    scale_init);
 }
 
+Array InstanceNorm::operator()(Scope& s, const Array& x) const {
+  require_float(s, x);
+  std::vector<int64_t> feat = canonical_axes(s, feature_axes, x, "feature_axes");
+  if (!feat.empty() && feat[0] == 0)
+    s.fail("feature_axes " + axes_string(feature_axes) +
+           " cannot include the leading dimension, which is the batch axis");
+  Axes reduction;
+  for (int64_t d = 1; d < static_cast<int64_t>(x.ndim()); ++d)
+    if (std::find(feat.begin(), feat.end(), d) == feat.end()) reduction.push_back(d);
+  auto [mean, var] = compute_stats(x, reduction, true, use_fast_variance);
+  return normalize(s, x, mean, var, feat, epsilon, use_bias, use_scale, bias_init, scale_init);
+}
+
 Array RMSNorm::operator()(Scope& s, const Array& x) const {
   require_float(s, x);
   std::vector<int64_t> red = canonical_axes(s, reduction_axes, x, "reduction_axes");

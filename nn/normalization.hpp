@@ -1,4 +1,5 @@
-// LayerNorm, BatchNorm, GroupNorm and RMSNorm, as flax.linen's normalization layers.
+// LayerNorm, BatchNorm, GroupNorm, InstanceNorm and RMSNorm, as flax.linen's normalization
+// layers.
 //
 //   Array y = s(nn::LayerNorm{}, x);   // params: scale (d,) ones [counter 1], bias (d,) zeros [2]
 //   Array z = s(nn::BatchNorm{.momentum = 0.9}, x, /*use_running_average=*/!train);
@@ -19,6 +20,7 @@
 //   GroupNorm  channels (last axis) split into num_groups groups (or groups of group_size; set
 //              num_groups = std::nullopt then); statistics per group over reduction_axes, by
 //              default every axis but the first (the batch).
+//   InstanceNorm  per example and feature: reduces every axis but 0 and feature_axes.
 //   RMSNorm    reduction_axes and feature_axes default to the last axis.
 //
 // Errors (ModuleError with the module path): non-float input, axes out of range,
@@ -68,6 +70,19 @@ struct GroupNorm : Module<GroupNorm> {
   Initializer bias_init = initializers::zeros;
   Initializer scale_init = initializers::ones;
   std::optional<std::vector<int64_t>> reduction_axes = std::nullopt;  // must include the last
+  bool use_fast_variance = true;
+
+  Array operator()(Scope& s, const Array& x) const;
+};
+
+// Statistics per example and feature, over every other axis but the first (the batch).
+struct InstanceNorm : Module<InstanceNorm> {
+  double epsilon = 1e-6;
+  bool use_bias = true;
+  bool use_scale = true;
+  Initializer bias_init = initializers::zeros;
+  Initializer scale_init = initializers::ones;
+  std::vector<int64_t> feature_axes = {-1};  // may not include axis 0
   bool use_fast_variance = true;
 
   Array operator()(Scope& s, const Array& x) const;

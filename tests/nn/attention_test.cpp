@@ -483,3 +483,28 @@ TEST_CASE("tabulate lists the attention's DenseGeneral children with their param
   // 3 * (6 * 4 + 4) + (4 * 6 + 6) = 114 parameters.
   CHECK(table.find("Total Parameters: 114") != std::string::npos);
 }
+
+TEST_CASE("attention_fn replaces dot_product_attention and sees the layer's mask and dropout") {
+  int calls = 0;
+  std::optional<Array> seen_mask;
+  nn::AttentionFn twice = [&](const Array& q, const Array& k, const Array& v,
+                              const nn::AttentionOptions& o) {
+    ++calls;
+    seen_mask = o.mask;
+    CHECK(o.dropout_rate == 0.0);
+    CHECK(o.deterministic);
+    return nn::dot_product_attention(q, k, v, o) * 2.f;
+  };
+  nn::MultiHeadDotProductAttention plain{.num_heads = 2, .use_bias = false};
+  nn::MultiHeadDotProductAttention custom{.num_heads = 2, .use_bias = false, .attention_fn = twice};
+  Array x = normal(60, {1, 3, 4});
+  Tree vars = plain.init(rnd::PRNGKey(0), x);
+  Array mask = nn::make_causal_mask(jnp::ones({1, 3}));
+  Array y = custom.apply(vars, x, nn::AttentionCall{.mask = mask});
+  CHECK(calls == 1);
+  REQUIRE(seen_mask.has_value());
+  CHECK(bit_equal(*seen_mask, mask));
+  // No bias: the output projection is linear, so twice the attention is twice the output.
+  Array want = plain.apply(vars, x, nn::AttentionCall{.mask = mask}) * 2.f;
+  check_close(y, want.to_double(), 1e-6);
+}

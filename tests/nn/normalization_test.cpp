@@ -261,6 +261,39 @@ TEST_CASE("gradients: GroupNorm w.r.t. scale, bias and input") {
   check_input_grads(loss, params, x);
 }
 
+// ---- InstanceNorm --------------------------------------------------------------------------
+
+TEST_CASE("InstanceNorm: statistics per (example, channel) over the spatial axes") {
+  // flax docstring: InstanceNorm() on normal((2, 3, 4, 5)) -> scale (5,), bias (5,); equal to
+  // GroupNorm(num_groups = channels).
+  Array x = normal(9, {2, 3, 4, 5}) * 2.f - 1.f;
+  nn::InstanceNorm in;
+  auto [y, vars] = in.init_with_output(rnd::PRNGKey(1), x);
+  CHECK(vars.at("params").keys() == std::vector<std::string>{"scale", "bias"});
+  CHECK(vars.at("params/scale").array().shape() == Shape{5});
+  auto xd = x.to_double();
+  auto [mean, var] = stats_double(xd, [](int64_t i) { return (i / 60) * 5 + i % 5; });
+  check_close(y, normalized_double(xd, mean, var, 1e-6), 5e-5);  // 12-element stats, |x| <= ~9
+  check_close(nn::GroupNorm{.num_groups = 5}.apply(vars, x), y.to_double(), 1e-6);
+  // feature_axes = {1}: per (example, axis-1 index), over axes 2 and 3; scale shaped (3,).
+  nn::InstanceNorm ch1{.feature_axes = {1}};
+  auto [y1, v1] = ch1.init_with_output(rnd::PRNGKey(1), x);
+  CHECK(v1.at("params/scale").array().shape() == Shape{3});
+  auto [m1, s1] = stats_double(xd, [](int64_t i) { return i / 20; });
+  check_close(y1, normalized_double(xd, m1, s1, 1e-6), 5e-5);
+  nn::InstanceNorm bad{.feature_axes = {0}};
+  CHECK_THROWS_WITH_AS(bad.init(rnd::PRNGKey(0), x),
+                       "<root> (InstanceNorm): feature_axes (0,) cannot include the leading "
+                       "dimension, which is the batch axis",
+                       nn::ModuleError);
+  // Gradients.
+  Array xs = normal(10, {2, 3, 2});
+  Tree params = jitter(in.init(rnd::PRNGKey(0), xs)["params"], 10);
+  auto loss = loss_of(in, {2, 3, 2});
+  check_param_grads(loss, params, xs);
+  check_input_grads(loss, params, xs);
+}
+
 // ---- RMSNorm -------------------------------------------------------------------------------
 
 TEST_CASE("RMSNorm: y = x / sqrt(mean(x^2) + eps) * scale, params {scale} only") {
