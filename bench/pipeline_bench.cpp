@@ -35,8 +35,8 @@ struct Result {
 };
 
 Result train(int prefetch, int64_t steps, int64_t batch, const data::Dataset& ds) {
-  models::gMLPVision model{.image_size = 28, .patch_size = 7, .num_classes = 10, .dim = 32,
-                           .depth = 2, .ff_mult = 2};
+  models::gMLPVision model{
+      .image_size = 28, .patch_size = 7, .num_classes = 10, .dim = 32, .depth = 2, .ff_mult = 2};
   auto keys = random::split(random::PRNGKey(0), 3);
   Tree params = model.init(keys[0], jnp::zeros({1, 28, 28, 1}))["params"];
   auto state = training::TrainState::create(params, optax::adam(1e-3), keys[1]);
@@ -56,11 +56,11 @@ Result train(int prefetch, int64_t steps, int64_t batch, const data::Dataset& ds
   for (int64_t s = 0; s < steps + warmup; ++s) {
     auto t0 = std::chrono::steady_clock::now();
     data::Batch b = loader.next();
-    auto [loss, grads] = value_and_grad(loss_fn)(state.params, b.data["image"].array(),
-                                                 b.data["label"].array());
+    auto [loss, grads] =
+        value_and_grad(loss_fn)(state.params, b.data["image"].array(), b.data["label"].array());
     state = state.apply_gradients(grads);
-    double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                    .count();
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (s >= warmup) r.ms.push_back(ms);
   }
   r.params = state.params;
@@ -75,9 +75,12 @@ int main(int argc, char** argv) {
   int threads = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--steps") steps = std::stoll(argv[i + 1]);
-    else if (a == "--batch") batch = std::stoll(argv[i + 1]);
-    else if (a == "--threads") threads = std::stoi(argv[i + 1]);
+    if (a == "--steps")
+      steps = std::stoll(argv[i + 1]);
+    else if (a == "--batch")
+      batch = std::stoll(argv[i + 1]);
+    else if (a == "--threads")
+      threads = std::stoi(argv[i + 1]);
     else {
       std::fprintf(stderr, "usage: pipeline_bench [--steps N] [--batch B] [--threads T]\n");
       return 2;
@@ -88,10 +91,11 @@ int main(int argc, char** argv) {
   auto ds = data::Dataset::from_arrays(
       Tree{{"image", random::normal(random::fold_in(key, 0), {n, 28, 28, 1})},
            {"label", random::randint(random::fold_in(key, 1), {n}, 0, 10)}});
-  std::printf("pipeline_bench: gMLPVision(dim 32, depth 2, patch 7), batch %lld, %lld timed "
-              "steps, augment on, %d pool threads, %s\n",
-              static_cast<long long>(batch), static_cast<long long>(steps), num_threads(),
-              bench::cpu_model().c_str());
+  std::printf(
+      "pipeline_bench: gMLPVision(dim 32, depth 2, patch 7), batch %lld, %lld timed "
+      "steps, augment on, %d pool threads, %s\n",
+      static_cast<long long>(batch), static_cast<long long>(steps), num_threads(),
+      bench::cpu_model().c_str());
   {  // the data work alone: gather + augment of one batch, what prefetch can take off the path
     data::LoaderOptions o{.batch_size = batch};
     o.transform = [](const Tree& b, random::Key k) {
@@ -104,8 +108,8 @@ int main(int argc, char** argv) {
     for (int64_t s = 0; s < steps; ++s) {
       auto t0 = std::chrono::steady_clock::now();
       l.at(s);
-      ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                       .count());
+      ms.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     std::printf("one batch's data work (Loader::at): median %.2f ms\n", bench::median(ms));
   }

@@ -17,7 +17,8 @@ void require_nhwc(const Array& x, const char* what) {
 Array random_crop(const Array& images, random::Key key, int64_t padding) {
   require_nhwc(images, "random_crop");
   if (padding < 0)
-    throw std::invalid_argument("random_crop: padding must be >= 0, got " + std::to_string(padding));
+    throw std::invalid_argument("random_crop: padding must be >= 0, got " +
+                                std::to_string(padding));
   const int64_t n = images.shape()[0], h = images.shape()[1], w = images.shape()[2],
                 c = images.shape()[3];
   Array offsets = random::randint(key, {n, 2}, 0, 2 * padding + 1);

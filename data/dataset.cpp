@@ -1,13 +1,14 @@
 #include "data/dataset.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
+
+#include <sys/mman.h>
+#include <sys/stat.h>
 
 namespace flaxpp::data {
 
@@ -50,9 +51,7 @@ void ArraySource::copy_rows(const int64_t* idx, int64_t n, void* out) const {
 // ---- MappedSource ------------------------------------------------------------------------
 
 namespace {
-size_t stored_bytes(RawType t) {
-  return t == RawType::float32 || t == RawType::int32 ? 4 : 1;
-}
+size_t stored_bytes(RawType t) { return t == RawType::float32 || t == RawType::int32 ? 4 : 1; }
 }  // namespace
 
 std::shared_ptr<const MappedSource> MappedSource::open(const std::filesystem::path& path,
@@ -66,7 +65,8 @@ std::shared_ptr<const MappedSource> MappedSource::open(const std::filesystem::pa
   s->offset_ = offset;
   s->row_elems_ = elements(row_shape);
   if (s->row_elems_ <= 0 || offset < 0)
-    throw std::invalid_argument("MappedSource: " + s->path_ + ": empty row shape or negative offset");
+    throw std::invalid_argument("MappedSource: " + s->path_ +
+                                ": empty row shape or negative offset");
   int fd = ::open(s->path_.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     throw std::runtime_error("MappedSource: cannot open " + s->path_ + ": " + std::strerror(errno));

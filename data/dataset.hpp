@@ -31,9 +31,9 @@ namespace flaxpp::data {
 class Source {
  public:
   virtual ~Source() = default;
-  virtual int64_t size() const = 0;        // rows
+  virtual int64_t size() const = 0;  // rows
   virtual const Shape& row_shape() const = 0;
-  virtual DType dtype() const = 0;         // of the batch arrays
+  virtual DType dtype() const = 0;  // of the batch arrays
   // Rows idx[0..n) into out (n * row elements of dtype(), contiguous).
   virtual void copy_rows(const int64_t* idx, int64_t n, void* out) const = 0;
 };
@@ -63,8 +63,8 @@ enum class RawType { float32, int32, uint8_as_float32, uint8_as_int32 };
 class MappedSource final : public Source {
  public:
   static std::shared_ptr<const MappedSource> open(const std::filesystem::path& path,
-                                                  Shape row_shape, RawType type,
-                                                  int64_t offset = 0, float scale = 1.f);
+                                                  Shape row_shape, RawType type, int64_t offset = 0,
+                                                  float scale = 1.f);
   ~MappedSource() override;
   MappedSource(const MappedSource&) = delete;
   MappedSource& operator=(const MappedSource&) = delete;

@@ -11,7 +11,8 @@ Loader::Loader(Dataset dataset, random::Key key, LoaderOptions options)
     : dataset_(std::move(dataset)), key_(key), options_(std::move(options)) {
   const auto& o = options_;
   if (o.batch_size < 1)
-    throw std::invalid_argument("Loader: batch_size must be >= 1, got " + std::to_string(o.batch_size));
+    throw std::invalid_argument("Loader: batch_size must be >= 1, got " +
+                                std::to_string(o.batch_size));
   if (o.num_ranks < 1 || o.rank < 0 || o.rank >= o.num_ranks)
     throw std::invalid_argument("Loader: rank " + std::to_string(o.rank) + " is not in [0, " +
                                 std::to_string(o.num_ranks) + ")");
@@ -22,8 +23,8 @@ Loader::Loader(Dataset dataset, random::Key key, LoaderOptions options)
   if (o.prefetch < 0)
     throw std::invalid_argument("Loader: prefetch must be >= 0, got " + std::to_string(o.prefetch));
   const int64_t n = dataset_.size();
-  steps_per_epoch_ = o.remainder == Remainder::drop ? n / o.batch_size
-                                                    : (n + o.batch_size - 1) / o.batch_size;
+  steps_per_epoch_ =
+      o.remainder == Remainder::drop ? n / o.batch_size : (n + o.batch_size - 1) / o.batch_size;
   if (steps_per_epoch_ == 0)
     throw std::invalid_argument("Loader: batch_size " + std::to_string(o.batch_size) +
                                 " exceeds the " + std::to_string(n) +
@@ -79,8 +80,8 @@ Batch Loader::at(int64_t step) const {
   }
   b.data = dataset_.gather(rows);
   if (o.transform)
-    b.data = o.transform(b.data, random::fold_in(random::fold_in(key_, 0x7fffffffu),
-                                                 static_cast<uint32_t>(step)));
+    b.data = o.transform(
+        b.data, random::fold_in(random::fold_in(key_, 0x7fffffffu), static_cast<uint32_t>(step)));
   return b;
 }
 
@@ -92,7 +93,8 @@ void Loader::start_worker(int64_t step) {
     for (int64_t s = step;; ++s) {
       {
         std::unique_lock<std::mutex> lock(m_);
-        cv_.wait(lock, [&] { return stop_ || static_cast<int>(ready_.size()) < options_.prefetch; });
+        cv_.wait(lock,
+                 [&] { return stop_ || static_cast<int>(ready_.size()) < options_.prefetch; });
         if (stop_) return;
       }
       try {

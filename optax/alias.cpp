@@ -22,8 +22,8 @@ GradientTransformation nadam(LearningRate lr, double b1, double b2, double eps, 
   return adam(std::move(lr), b1, b2, eps, eps_root, /*nesterov=*/true);
 }
 
-GradientTransformation adamw(LearningRate lr, double b1, double b2, double eps,
-                             double weight_decay, Mask mask) {
+GradientTransformation adamw(LearningRate lr, double b1, double b2, double eps, double weight_decay,
+                             Mask mask) {
   return chain({scale_by_adam(b1, b2, eps), add_decayed_weights(weight_decay, std::move(mask)),
                 scale_by_learning_rate(lr)});
 }
@@ -33,8 +33,7 @@ GradientTransformation rmsprop(LearningRate lr, double decay, double eps, double
                                bool nesterov, bool bias_correction) {
   return chain({centered ? scale_by_stddev(decay, eps, initial_scale, eps_in_sqrt, bias_correction)
                          : scale_by_rms(decay, eps, initial_scale, eps_in_sqrt, bias_correction),
-                scale_by_learning_rate(lr),
-                momentum ? trace(*momentum, nesterov) : identity()});
+                scale_by_learning_rate(lr), momentum ? trace(*momentum, nesterov) : identity()});
 }
 
 GradientTransformation adagrad(LearningRate lr, double initial_accumulator_value, double eps) {
@@ -46,8 +45,8 @@ GradientTransformation adafactor(std::optional<LearningRate> lr, int64_t min_dim
                                  bool multiply_by_parameter_scale,
                                  std::optional<double> clipping_threshold,
                                  std::optional<double> momentum,
-                                 std::optional<double> weight_decay_rate, double eps,
-                                 bool factored, Mask weight_decay_mask) {
+                                 std::optional<double> weight_decay_rate, double eps, bool factored,
+                                 Mask weight_decay_mask) {
   std::vector<GradientTransformation> tx{
       scale_by_factored_rms(factored, decay_rate, decay_offset, min_dim_size_to_factor, eps)};
   if (clipping_threshold) tx.push_back(clip_by_block_rms(*clipping_threshold));
@@ -60,8 +59,7 @@ GradientTransformation adafactor(std::optional<LearningRate> lr, int64_t min_dim
   return chain(std::move(tx));
 }
 
-GradientTransformation lion(LearningRate lr, double b1, double b2, double weight_decay,
-                            Mask mask) {
+GradientTransformation lion(LearningRate lr, double b1, double b2, double weight_decay, Mask mask) {
   return chain({scale_by_lion(b1, b2), add_decayed_weights(weight_decay, std::move(mask)),
                 scale_by_learning_rate(lr)});
 }
@@ -73,9 +71,9 @@ GradientTransformation lamb(LearningRate lr, double b1, double b2, double eps, d
                 scale_by_learning_rate(lr)});
 }
 
-GradientTransformation adabelief(LearningRate lr, double b1, double b2, double eps,
-                                 double eps_root, std::optional<double> weight_decay,
-                                 Mask weight_decay_mask, bool nesterov) {
+GradientTransformation adabelief(LearningRate lr, double b1, double b2, double eps, double eps_root,
+                                 std::optional<double> weight_decay, Mask weight_decay_mask,
+                                 bool nesterov) {
   std::vector<GradientTransformation> tx{scale_by_belief(b1, b2, eps, eps_root, nesterov)};
   if (weight_decay) tx.push_back(add_decayed_weights(*weight_decay, std::move(weight_decay_mask)));
   tx.push_back(scale_by_learning_rate(lr));
@@ -84,8 +82,8 @@ GradientTransformation adabelief(LearningRate lr, double b1, double b2, double e
 
 GradientTransformation radam(LearningRate lr, double b1, double b2, double eps, double eps_root,
                              double threshold, bool nesterov) {
-  return chain({scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov),
-                scale_by_learning_rate(lr)});
+  return chain(
+      {scale_by_radam(b1, b2, eps, eps_root, threshold, nesterov), scale_by_learning_rate(lr)});
 }
 
 }  // namespace flaxpp::optax

@@ -16,20 +16,19 @@ namespace flaxpp::optax {
 GradientTransformation sgd(LearningRate lr, std::optional<double> momentum = std::nullopt,
                            bool nesterov = false);
 // chain(scale_by_adam, scale_by_learning_rate); nesterov is NAdam.
-GradientTransformation adam(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
-                            double eps = 1e-8, double eps_root = 0.0, bool nesterov = false);
+GradientTransformation adam(LearningRate lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-8,
+                            double eps_root = 0.0, bool nesterov = false);
 // adam with nesterov = true.
-GradientTransformation nadam(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
-                             double eps = 1e-8, double eps_root = 0.0);
+GradientTransformation nadam(LearningRate lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-8,
+                             double eps_root = 0.0);
 // chain(scale_by_adam, add_decayed_weights(weight_decay, mask), scale_by_learning_rate)
-GradientTransformation adamw(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
-                             double eps = 1e-8, double weight_decay = 1e-4, Mask mask = nullptr);
+GradientTransformation adamw(LearningRate lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-8,
+                             double weight_decay = 1e-4, Mask mask = nullptr);
 // chain(scale_by_rms or (centered) scale_by_stddev, scale_by_learning_rate,
 //       trace(momentum, nesterov) if momentum else identity)
 GradientTransformation rmsprop(LearningRate lr, double decay = 0.9, double eps = 1e-8,
                                double initial_scale = 0.0, bool eps_in_sqrt = true,
-                               bool centered = false,
-                               std::optional<double> momentum = std::nullopt,
+                               bool centered = false, std::optional<double> momentum = std::nullopt,
                                bool nesterov = false, bool bias_correction = false);
 // chain(scale_by_rss(initial_accumulator_value, eps), scale_by_learning_rate)
 GradientTransformation adagrad(LearningRate lr, double initial_accumulator_value = 0.1,
@@ -51,17 +50,15 @@ GradientTransformation lion(LearningRate lr, double b1 = 0.9, double b2 = 0.99,
                             double weight_decay = 1e-3, Mask mask = nullptr);
 // chain(scale_by_adam(b1, b2, eps, eps_root), add_decayed_weights(weight_decay, mask),
 //       scale_by_trust_ratio(), scale_by_learning_rate)
-GradientTransformation lamb(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
-                            double eps = 1e-6, double eps_root = 0.0, double weight_decay = 0.0,
-                            Mask mask = nullptr);
+GradientTransformation lamb(LearningRate lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-6,
+                            double eps_root = 0.0, double weight_decay = 0.0, Mask mask = nullptr);
 // chain(scale_by_belief, add_decayed_weights(weight_decay, mask) if set, scale_by_learning_rate)
 GradientTransformation adabelief(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
                                  double eps = 1e-16, double eps_root = 1e-16,
                                  std::optional<double> weight_decay = std::nullopt,
                                  Mask weight_decay_mask = nullptr, bool nesterov = false);
 // chain(scale_by_radam, scale_by_learning_rate)
-GradientTransformation radam(LearningRate lr, double b1 = 0.9, double b2 = 0.999,
-                             double eps = 1e-8, double eps_root = 0.0, double threshold = 5.0,
-                             bool nesterov = false);
+GradientTransformation radam(LearningRate lr, double b1 = 0.9, double b2 = 0.999, double eps = 1e-8,
+                             double eps_root = 0.0, double threshold = 5.0, bool nesterov = false);
 
 }  // namespace flaxpp::optax

@@ -20,11 +20,11 @@ using Schedule = std::function<double(int64_t count)>;
 
 // A learning rate (or any scheduled hyper-parameter): a constant or a schedule.
 struct LearningRate {
-  LearningRate(double v) : value(v) {}  // NOLINT
+  LearningRate(double v) : value(v) {}                  // NOLINT
   LearningRate(Schedule s) : schedule(std::move(s)) {}  // NOLINT
   template <class F>
-    requires std::is_invocable_r_v<double, F, int64_t>
-  LearningRate(F f) : schedule(Schedule(std::move(f))) {}  // NOLINT
+  requires std::is_invocable_r_v<double, F, int64_t> LearningRate(F f)
+      : schedule(Schedule(std::move(f))) {}  // NOLINT
   double at(int64_t count) const { return schedule ? schedule(count) : value; }
   double value = 0;
   Schedule schedule;

@@ -61,9 +61,8 @@ LeafUpdate update_leaf(const Array& g, const Array& v_row, const Array& v_col, c
 
 }  // namespace
 
-GradientTransformation scale_by_factored_rms(bool factored, double decay_rate,
-                                             int64_t step_offset, int64_t min_dim,
-                                             double epsilon) {
+GradientTransformation scale_by_factored_rms(bool factored, double decay_rate, int64_t step_offset,
+                                             int64_t min_dim, double epsilon) {
   float eps = static_cast<float>(epsilon), rate = static_cast<float>(decay_rate);
   auto init = [=](const Tree& params) {
     auto moment = [&](int which) {  // 0: v_row, 1: v_col, 2: v
@@ -94,8 +93,8 @@ GradientTransformation scale_by_factored_rms(bool factored, double decay_rate,
                                         "scale_by_factored_rms");
     std::vector<Array> out(g.size()), nr(g.size()), nc(g.size()), nv(g.size());
     for (size_t i = 0; i < g.size(); ++i) {
-      LeafUpdate r = update_leaf(g[i], vr[i], vc[i], v[i], pl[i].shape(), decay_t, eps, factored,
-                                 min_dim);
+      LeafUpdate r =
+          update_leaf(g[i], vr[i], vc[i], v[i], pl[i].shape(), decay_t, eps, factored, min_dim);
       out[i] = r.update, nr[i] = r.v_row, nc[i] = r.v_col, nv[i] = r.v;
     }
     using detail::like;

@@ -3,8 +3,8 @@
 // update(updates, state, params) -> {new updates, new state}; states are parameter-style Trees in
 // the layout of Flax's to_state_dict of optax's states, so they checkpoint like params.
 //
-//   auto tx = optax::chain({optax::clip_by_global_norm(1.0),
-//                           optax::adamw(optax::warmup_cosine_decay_schedule(0, 1e-3, 100, 10000))});
+//   auto lr = optax::warmup_cosine_decay_schedule(0, 1e-3, 100, 10000);
+//   auto tx = optax::chain({optax::clip_by_global_norm(1.0), optax::adamw(lr)});
 //   Tree opt_state = tx.init(params);
 //   auto [updates, new_state] = tx.update(grads, opt_state, params);
 //   params = optax::apply_updates(params, updates);

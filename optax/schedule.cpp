@@ -18,8 +18,8 @@ Schedule linear_schedule(double init_value, double end_value, int64_t transition
   // this library has always used, so the learning rates of existing runs keep their bits).
   return [=](int64_t count) {
     if (transition_steps <= 0) return init_value;
-    double frac = std::clamp(static_cast<double>(count - transition_begin) / transition_steps,
-                             0.0, 1.0);
+    double frac =
+        std::clamp(static_cast<double>(count - transition_begin) / transition_steps, 0.0, 1.0);
     return (end_value - init_value) * frac + init_value;
   };
 }
@@ -134,7 +134,8 @@ Schedule piecewise_interpolate_cosine(double init_value,
       if (!(bounds[i] <= count && count < bounds[i + 1])) continue;
       double size = static_cast<double>(std::max<int64_t>(bounds[i + 1] - bounds[i], 1));
       double pct = static_cast<double>(count - bounds[i]) / size;
-      out += values[i + 1] + (values[i] - values[i + 1]) / 2.0 * (std::cos(std::numbers::pi * pct) + 1);
+      out += values[i + 1] +
+             (values[i] - values[i + 1]) / 2.0 * (std::cos(std::numbers::pi * pct) + 1);
     }
     if (bounds.back() <= count) out += values.back();
     return out;
@@ -144,8 +145,9 @@ Schedule piecewise_interpolate_cosine(double init_value,
 Schedule cosine_onecycle_schedule(int64_t transition_steps, double peak_value, double pct_start,
                                   double div_factor, double final_div_factor) {
   if (transition_steps <= 0)
-    throw std::invalid_argument("cosine_onecycle_schedule: transition_steps must be positive, got " +
-                                std::to_string(transition_steps));
+    throw std::invalid_argument(
+        "cosine_onecycle_schedule: transition_steps must be positive, got " +
+        std::to_string(transition_steps));
   return piecewise_interpolate_cosine(
       peak_value / div_factor,
       {{static_cast<int64_t>(pct_start * static_cast<double>(transition_steps)), div_factor},

@@ -3,8 +3,9 @@
 //
 //   auto lr = optax::warmup_exponential_decay_schedule(0.0, 1e-3, 100, 1000, 0.5);
 //   auto tx = optax::adam(lr);            // a schedule is a LearningRate
-//   auto s = optax::join_schedules({optax::constant_schedule(1.0), optax::linear_schedule(1, 0, 10)},
-//                                  {5});  // the second sees count - 5
+//   auto s = optax::join_schedules(
+//       {optax::constant_schedule(1.0), optax::linear_schedule(1, 0, 10)},
+//       {5});  // the second sees count - 5
 #pragma once
 
 #include <cstdint>

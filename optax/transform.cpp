@@ -34,9 +34,9 @@ Tree like(const Tree& u, const std::vector<Array>& leaves) {
 }  // namespace detail
 
 using detail::bias_correction;
-using detail::like;
 using detail::count_array;
 using detail::count_of;
+using detail::like;
 using detail::zeros_like_tree;
 
 namespace {
@@ -79,8 +79,8 @@ Tree divide_by(const Tree& t, float c) {
 Tree nesterov_mu_hat(const Tree& mu, const Tree& g, double b1, int64_t count) {
   float c_next = bias_correction(f32(b1), count + 1), c = bias_correction(f32(b1), count);
   float b = f32(b1), one_b = f32(1 - b1);
-  return tree_map([=](const Array& m, const Array& x) { return b * (m / c_next) + one_b * (x / c); },
-                  mu, g);
+  return tree_map(
+      [=](const Array& m, const Array& x) { return b * (m / c_next) + one_b * (x / c); }, mu, g);
 }
 
 // The fused scale_by_adam for one plain float32 leaf; false when the leaf needs the jnp path.
@@ -121,7 +121,9 @@ GradientTransformation scale(double step_size) {
 }
 
 GradientTransformation scale_by_schedule(Schedule step_size_fn) {
-  return {[](const Tree&) { return Tree{{"count", count_array(0)}}; },
+  return {[](const Tree&) {
+            return Tree{{"count", count_array(0)}};
+          },
           [step_size_fn](const Tree& u, const Tree& state, const Tree*) {
             int64_t c = count_of(state);
             float step = f32(step_size_fn(c));
@@ -140,7 +142,9 @@ GradientTransformation scale_by_learning_rate(LearningRate lr, bool flip_sign) {
 
 GradientTransformation trace(double decay, bool nesterov) {
   float d = f32(decay);
-  return {[](const Tree& params) { return Tree{{"trace", zeros_like_tree(params)}}; },
+  return {[](const Tree& params) {
+            return Tree{{"trace", zeros_like_tree(params)}};
+          },
           [d, nesterov](const Tree& u, const Tree& state, const Tree*) {
             auto step = [d](const Array& g, const Array& tr) { return g + d * tr; };
             Tree t = tree_map(step, u, state["trace"]);
@@ -165,42 +169,40 @@ GradientTransformation scale_by_adam(double b1d, double b2d, double epsd, double
                                      bool nesterov) {
   float b1 = f32(b1d), b2 = f32(b2d), eps = f32(epsd), eps_root = f32(eps_rootd),
         one_b1 = f32(1 - b1d), one_b2 = f32(1 - b2d);
-  return {[](const Tree& params) {
-            return Tree{{"count", count_array(0)},
-                        {"mu", zeros_like_tree(params)},
-                        {"nu", zeros_like_tree(params)}};
-          },
-          [=](const Tree& u, const Tree& state, const Tree*) {
-            int64_t count = count_of(state) + 1;
-            float c1 = bias_correction(b1, count), c2 = bias_correction(b2, count);
-            if (nesterov) {
-              Tree mu = update_moment(u, state["mu"], b1d, 1);
-              Tree nu = update_moment(u, state["nu"], b2d, 2);
-              Tree out = tree_map(
-                  [=](const Array& m, const Array& v) {
-                    return m / (jnp::sqrt(v / c2 + eps_root) + eps);
-                  },
-                  nesterov_mu_hat(mu, u, b1d, count), nu);
-              return std::make_pair(out,
-                                    Tree{{"count", count_array(count)}, {"mu", mu}, {"nu", nu}});
-            }
-            auto [g, def] = tree_flatten(u);
-            if (!(tree_structure(state["mu"]) == def && tree_structure(state["nu"]) == def))
-              tree_detail::require_same_structure({&u, &state["mu"], &state["nu"]},
-                                                  "scale_by_adam");
-            std::vector<Array> m = tree_leaves(state["mu"]), v = tree_leaves(state["nu"]);
-            std::vector<Array> mu(g.size()), nu(g.size()), out(g.size());
-            const AdamConstants k{b1, b2, one_b1, one_b2, c1, c2, eps, eps_root};
-            for (size_t i = 0; i < g.size(); ++i) {
-              if (adam_fused(g[i], m[i], v[i], mu[i], nu[i], out[i], k)) continue;
-              mu[i] = one_b1 * g[i] + b1 * m[i];
-              nu[i] = one_b2 * (g[i] * g[i]) + b2 * v[i];
-              out[i] = (mu[i] / c1) / (jnp::sqrt(nu[i] / c2 + eps_root) + eps);
-            }
-            return std::make_pair(like(u, out), Tree{{"count", count_array(count)},
-                                                     {"mu", like(u, mu)},
-                                                     {"nu", like(u, nu)}});
-          }};
+  return {
+      [](const Tree& params) {
+        return Tree{{"count", count_array(0)},
+                    {"mu", zeros_like_tree(params)},
+                    {"nu", zeros_like_tree(params)}};
+      },
+      [=](const Tree& u, const Tree& state, const Tree*) {
+        int64_t count = count_of(state) + 1;
+        float c1 = bias_correction(b1, count), c2 = bias_correction(b2, count);
+        if (nesterov) {
+          Tree mu = update_moment(u, state["mu"], b1d, 1);
+          Tree nu = update_moment(u, state["nu"], b2d, 2);
+          Tree out =
+              tree_map([=](const Array& m,
+                           const Array& v) { return m / (jnp::sqrt(v / c2 + eps_root) + eps); },
+                       nesterov_mu_hat(mu, u, b1d, count), nu);
+          return std::make_pair(out, Tree{{"count", count_array(count)}, {"mu", mu}, {"nu", nu}});
+        }
+        auto [g, def] = tree_flatten(u);
+        if (!(tree_structure(state["mu"]) == def && tree_structure(state["nu"]) == def))
+          tree_detail::require_same_structure({&u, &state["mu"], &state["nu"]}, "scale_by_adam");
+        std::vector<Array> m = tree_leaves(state["mu"]), v = tree_leaves(state["nu"]);
+        std::vector<Array> mu(g.size()), nu(g.size()), out(g.size());
+        const AdamConstants k{b1, b2, one_b1, one_b2, c1, c2, eps, eps_root};
+        for (size_t i = 0; i < g.size(); ++i) {
+          if (adam_fused(g[i], m[i], v[i], mu[i], nu[i], out[i], k)) continue;
+          mu[i] = one_b1 * g[i] + b1 * m[i];
+          nu[i] = one_b2 * (g[i] * g[i]) + b2 * v[i];
+          out[i] = (mu[i] / c1) / (jnp::sqrt(nu[i] / c2 + eps_root) + eps);
+        }
+        return std::make_pair(
+            like(u, out),
+            Tree{{"count", count_array(count)}, {"mu", like(u, mu)}, {"nu", like(u, nu)}});
+      }};
 }
 
 namespace {
@@ -217,34 +219,36 @@ Array rms_scaling(const Array& n, float eps, bool eps_in_sqrt) {
 GradientTransformation scale_by_rms(double decay, double epsd, double initial_scale,
                                     bool eps_in_sqrt, bool bias_corr) {
   float eps = f32(epsd), init = f32(initial_scale);
-  return {[=](const Tree& params) {
-            return rms_state(bias_corr, 0, {{"nu", detail::full_like_tree(params, init)}});
-          },
-          [=](const Tree& u, const Tree& state, const Tree*) {
-            Tree nu = update_moment(u, state["nu"], decay, 2);
-            int64_t count = bias_corr ? count_of(state) + 1 : 0;
-            Tree nu_hat = bias_corr ? divide_by(nu, bias_correction(f32(decay), count)) : nu;
-            Tree out = tree_map(
-                [=](const Array& n, const Array& g) { return rms_scaling(n, eps, eps_in_sqrt) * g; },
-                nu_hat, u);
-            return std::make_pair(out, rms_state(bias_corr, count, {{"nu", nu}}));
-          }};
+  return {
+      [=](const Tree& params) {
+        return rms_state(bias_corr, 0, {{"nu", detail::full_like_tree(params, init)}});
+      },
+      [=](const Tree& u, const Tree& state, const Tree*) {
+        Tree nu = update_moment(u, state["nu"], decay, 2);
+        int64_t count = bias_corr ? count_of(state) + 1 : 0;
+        Tree nu_hat = bias_corr ? divide_by(nu, bias_correction(f32(decay), count)) : nu;
+        Tree out = tree_map(
+            [=](const Array& n, const Array& g) { return rms_scaling(n, eps, eps_in_sqrt) * g; },
+            nu_hat, u);
+        return std::make_pair(out, rms_state(bias_corr, count, {{"nu", nu}}));
+      }};
 }
 
 GradientTransformation scale_by_stddev(double decay, double epsd, double initial_scale,
                                        bool eps_in_sqrt, bool bias_corr) {
   float eps = f32(epsd), init = f32(initial_scale);
   return {[=](const Tree& params) {
-            return rms_state(bias_corr, 0,
-                             {{"mu", zeros_like_tree(params)},
-                              {"nu", detail::full_like_tree(params, init)}});
+            return rms_state(
+                bias_corr, 0,
+                {{"mu", zeros_like_tree(params)}, {"nu", detail::full_like_tree(params, init)}});
           },
           [=](const Tree& u, const Tree& state, const Tree*) {
             Tree mu = update_moment(u, state["mu"], decay, 1);
             Tree nu = update_moment(u, state["nu"], decay, 2);
             int64_t count = bias_corr ? count_of(state) + 1 : 0;
             float c = bias_corr ? bias_correction(f32(decay), count) : 1.f;
-            Tree mu_hat = bias_corr ? divide_by(mu, c) : mu, nu_hat = bias_corr ? divide_by(nu, c) : nu;
+            Tree mu_hat = bias_corr ? divide_by(mu, c) : mu,
+                 nu_hat = bias_corr ? divide_by(nu, c) : nu;
             Tree out = tree_map(
                 [=](const Array& m, const Array& n, const Array& g) {
                   return rms_scaling(n - m * m, eps, eps_in_sqrt) * g;
@@ -264,7 +268,8 @@ GradientTransformation scale_by_rss(double initial_accumulator_value, double eps
                               state["sum_of_squares"]);
             Tree out = tree_map(
                 [eps](const Array& t, const Array& g) {
-                  return jnp::where(jnp::greater(t, Array(0.f)), jnp::rsqrt(t + eps), Array(0.f)) * g;
+                  return jnp::where(jnp::greater(t, Array(0.f)), jnp::rsqrt(t + eps), Array(0.f)) *
+                         g;
                 },
                 s, u);
             return std::make_pair(out, Tree{{"sum_of_squares", s}});
@@ -273,17 +278,17 @@ GradientTransformation scale_by_rss(double initial_accumulator_value, double eps
 
 GradientTransformation scale_by_lion(double b1d, double b2d) {
   float b1 = f32(b1d), one_b1 = f32(1 - b1d);
-  return {[](const Tree& params) {
-            return Tree{{"count", count_array(0)}, {"mu", zeros_like_tree(params)}};
-          },
-          [=](const Tree& u, const Tree& state, const Tree*) {
-            Tree out = tree_map(
-                [=](const Array& g, const Array& m) { return jnp::sign(one_b1 * g + b1 * m); }, u,
-                state["mu"]);
-            Tree mu = update_moment(u, state["mu"], b2d, 1);
-            return std::make_pair(out,
-                                  Tree{{"count", count_array(count_of(state) + 1)}, {"mu", mu}});
-          }};
+  return {
+      [](const Tree& params) {
+        return Tree{{"count", count_array(0)}, {"mu", zeros_like_tree(params)}};
+      },
+      [=](const Tree& u, const Tree& state, const Tree*) {
+        Tree out =
+            tree_map([=](const Array& g, const Array& m) { return jnp::sign(one_b1 * g + b1 * m); },
+                     u, state["mu"]);
+        Tree mu = update_moment(u, state["mu"], b2d, 1);
+        return std::make_pair(out, Tree{{"count", count_array(count_of(state) + 1)}, {"mu", mu}});
+      }};
 }
 
 GradientTransformation scale_by_belief(double b1d, double b2d, double epsd, double eps_rootd,

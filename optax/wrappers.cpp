@@ -1,7 +1,10 @@
 #include "optax/wrappers.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <stdexcept>
+#include <tuple>
 
 #include "core/ops.hpp"
 #include "optax/transform.hpp"
@@ -23,7 +26,8 @@ std::string join(const std::string& prefix, const std::string& key) {
 Tree mask_tree(const Tree& t, const Mask& mask, const std::string& prefix = "") {
   if (t.is_leaf()) return mask(prefix) ? t : Tree();
   std::vector<Tree> values;
-  for (const auto& [key, child] : t.items()) values.push_back(mask_tree(child, mask, join(prefix, key)));
+  for (const auto& [key, child] : t.items())
+    values.push_back(mask_tree(child, mask, join(prefix, key)));
   return Tree::rebuild(t, std::move(values));
 }
 
@@ -130,8 +134,7 @@ GradientTransformation inject_hyperparams(
   for (const auto& [name, v] : hyperparams) {
     if (schedules.count(name) ||
         std::find(constants.begin(), constants.end(), name) != constants.end())
-      throw std::invalid_argument("inject_hyperparams: hyper-parameter '" + name +
-                                  "' given twice");
+      throw std::invalid_argument("inject_hyperparams: hyper-parameter '" + name + "' given twice");
     if (v.schedule) {
       scheduled.push_back(name);
       schedules[name] = v.schedule;
@@ -149,38 +152,39 @@ GradientTransformation inject_hyperparams(
     Hyperparams h;
     for (const auto& name : constants) items.emplace_back(name, Array(constant_value(name)));
     for (const auto& name : scheduled)
-      items.emplace_back(name,
-                         Array(static_cast<float>(schedules.at(name)(schedule_count(name)))));
+      items.emplace_back(name, Array(static_cast<float>(schedules.at(name)(schedule_count(name)))));
     for (const auto& [name, v] : items) h[name] = v.array().item<double>();
     return std::make_pair(Tree::dict(std::move(items)), h);
   };
   auto schedule_states = [scheduled](const std::function<int64_t(const std::string&)>& count) {
     std::vector<Tree::Item> items;
-    for (const auto& name : scheduled) items.emplace_back(name, Tree{{"count", count_array(count(name))}});
+    for (const auto& name : scheduled)
+      items.emplace_back(name, Tree{{"count", count_array(count(name))}});
     return Tree::dict(std::move(items));
   };
-  return {[=](const Tree& params) {
-            auto [hp, h] = evaluate([&](const std::string& n) { return initial.at(n); },
-                                    [](const std::string&) { return int64_t{0}; });
-            return Tree{{"count", count_array(0)},
-                        {"hyperparams", hp},
-                        {"hyperparams_states", schedule_states([](const std::string&) { return 0; })},
-                        {"inner_state", factory(h).init(params)}};
-          },
-          [=](const Tree& u, const Tree& state, const Tree* params) {
-            const Tree& hs = state["hyperparams_states"];
-            auto sched_count = [&](const std::string& n) { return count_of(hs[n]); };
-            auto [hp, h] = evaluate(
-                [&](const std::string& n) { return state["hyperparams"][n].array().item<float>(); },
-                sched_count);
-            auto [out, inner_state] = factory(h).update_fn(u, state["inner_state"], params);
-            return std::make_pair(
-                out, Tree{{"count", count_array(count_of(state) + 1)},
-                          {"hyperparams", hp},
-                          {"hyperparams_states",
-                           schedule_states([&](const std::string& n) { return sched_count(n) + 1; })},
-                          {"inner_state", inner_state}});
-          }};
+  return {
+      [=](const Tree& params) {
+        auto [hp, h] = evaluate([&](const std::string& n) { return initial.at(n); },
+                                [](const std::string&) { return int64_t{0}; });
+        return Tree{{"count", count_array(0)},
+                    {"hyperparams", hp},
+                    {"hyperparams_states", schedule_states([](const std::string&) { return 0; })},
+                    {"inner_state", factory(h).init(params)}};
+      },
+      [=](const Tree& u, const Tree& state, const Tree* params) {
+        const Tree& hs = state["hyperparams_states"];
+        auto sched_count = [&](const std::string& n) { return count_of(hs[n]); };
+        auto [hp, h] = evaluate(
+            [&](const std::string& n) { return state["hyperparams"][n].array().item<float>(); },
+            sched_count);
+        auto [out, inner_state] = factory(h).update_fn(u, state["inner_state"], params);
+        return std::make_pair(
+            out, Tree{{"count", count_array(count_of(state) + 1)},
+                      {"hyperparams", hp},
+                      {"hyperparams_states",
+                       schedule_states([&](const std::string& n) { return sched_count(n) + 1; })},
+                      {"inner_state", inner_state}});
+      }};
 }
 
 Tree set_hyperparam(const Tree& inject_state, const std::string& name, double value) {
@@ -199,7 +203,8 @@ double get_hyperparam(const Tree& inject_state, const std::string& name) {
 // ---- MultiSteps ----------------------------------------------------------------------------
 
 MultiSteps::MultiSteps(GradientTransformation opt, int64_t every_k_steps, bool use_grad_mean)
-    : opt_(std::move(opt)), every_k_([every_k_steps](int64_t) { return every_k_steps; }),
+    : opt_(std::move(opt)),
+      every_k_([every_k_steps](int64_t) { return every_k_steps; }),
       use_grad_mean_(use_grad_mean) {
   if (every_k_steps < 1)
     throw std::invalid_argument("MultiSteps: every_k_steps must be >= 1, got " +
@@ -214,40 +219,41 @@ GradientTransformation MultiSteps::gradient_transformation() const {
   auto opt = opt_;
   auto every_k = every_k_;
   bool mean = use_grad_mean_;
-  return {[opt](const Tree& params) {
-            return Tree{{"mini_step", count_array(0)},
-                        {"gradient_step", count_array(0)},
-                        {"inner_opt_state", opt.init(params)},
-                        {"acc_grads", detail::zeros_like_tree(params)},
-                        {"skip_state", Tree()}};
-          },
-          [opt, every_k, mean](const Tree& u, const Tree& state, const Tree* params) {
-            int64_t mini = state["mini_step"].array().item<int64_t>();
-            int64_t gstep = state["gradient_step"].array().item<int64_t>();
-            int64_t k = every_k(gstep);
-            if (k < 1)
-              throw std::invalid_argument("MultiSteps: every_k_schedule(" + std::to_string(gstep) +
-                                          ") = " + std::to_string(k) + ", must be >= 1");
-            Array n1(static_cast<float>(mini + 1));
-            Tree acc = mean ? tree_map([&](const Array& g, const Array& a) { return a + (g - a) / n1; },
-                                       u, state["acc_grads"])
-                            : tree_map([](const Array& g, const Array& a) { return g + a; }, u,
-                                       state["acc_grads"]);
-            bool emit = mini == k - 1;
-            Tree out, inner_state = state["inner_opt_state"];
-            if (emit) {
-              std::tie(out, inner_state) = opt.update_fn(acc, inner_state, params);
-              acc = tree_map([](const Array& a) { return a * 0.f; }, acc);  // (1 - emit) * acc
-            } else {
-              // optax computes the inner update and multiplies it by 0: zeros, for finite values.
-              out = detail::zeros_like_tree(u);
-            }
-            return std::make_pair(out, Tree{{"mini_step", count_array((mini + 1) % k)},
-                                            {"gradient_step", count_array(emit ? gstep + 1 : gstep)},
-                                            {"inner_opt_state", inner_state},
-                                            {"acc_grads", acc},
-                                            {"skip_state", Tree()}});
-          }};
+  return {
+      [opt](const Tree& params) {
+        return Tree{{"mini_step", count_array(0)},
+                    {"gradient_step", count_array(0)},
+                    {"inner_opt_state", opt.init(params)},
+                    {"acc_grads", detail::zeros_like_tree(params)},
+                    {"skip_state", Tree()}};
+      },
+      [opt, every_k, mean](const Tree& u, const Tree& state, const Tree* params) {
+        int64_t mini = state["mini_step"].array().item<int64_t>();
+        int64_t gstep = state["gradient_step"].array().item<int64_t>();
+        int64_t k = every_k(gstep);
+        if (k < 1)
+          throw std::invalid_argument("MultiSteps: every_k_schedule(" + std::to_string(gstep) +
+                                      ") = " + std::to_string(k) + ", must be >= 1");
+        Array n1(static_cast<float>(mini + 1));
+        Tree acc = mean ? tree_map([&](const Array& g, const Array& a) { return a + (g - a) / n1; },
+                                   u, state["acc_grads"])
+                        : tree_map([](const Array& g, const Array& a) { return g + a; }, u,
+                                   state["acc_grads"]);
+        bool emit = mini == k - 1;
+        Tree out, inner_state = state["inner_opt_state"];
+        if (emit) {
+          std::tie(out, inner_state) = opt.update_fn(acc, inner_state, params);
+          acc = tree_map([](const Array& a) { return a * 0.f; }, acc);  // (1 - emit) * acc
+        } else {
+          // optax computes the inner update and multiplies it by 0: zeros, for finite values.
+          out = detail::zeros_like_tree(u);
+        }
+        return std::make_pair(out, Tree{{"mini_step", count_array((mini + 1) % k)},
+                                        {"gradient_step", count_array(emit ? gstep + 1 : gstep)},
+                                        {"inner_opt_state", inner_state},
+                                        {"acc_grads", acc},
+                                        {"skip_state", Tree()}});
+      }};
 }
 
 bool MultiSteps::has_updated(const Tree& state) {

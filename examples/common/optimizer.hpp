@@ -14,6 +14,7 @@
 // schedule spans the steps / K updates.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -25,8 +26,8 @@
 namespace examples {
 
 struct OptimizerDefaults {
-  double b2 = 0.999;     // Adam's second-moment decay
-  double end_lr = 0.01;  // the schedules' final value, as a fraction of --lr
+  double b2 = 0.999;               // Adam's second-moment decay
+  double end_lr = 0.01;            // the schedules' final value, as a fraction of --lr
   flaxpp::optax::Mask decay_mask;  // which parameters get weight decay
 };
 
@@ -72,18 +73,30 @@ inline Optimizer make_optimizer(const OptimizerFlags& f, int64_t steps,
   const double wd = f.weight_decay;
   const std::string& n = f.optimizer;
   optax::GradientTransformation opt;
-  if (n == "adamw") opt = optax::adamw(lr, 0.9, d.b2, 1e-8, wd, d.decay_mask);
-  else if (n == "adam") opt = optax::adam(lr, 0.9, d.b2);
-  else if (n == "nadam") opt = optax::nadam(lr, 0.9, d.b2);
-  else if (n == "radam") opt = optax::radam(lr, 0.9, d.b2);
-  else if (n == "sgd") opt = optax::sgd(lr, 0.9);
-  else if (n == "rmsprop") opt = optax::rmsprop(lr);
-  else if (n == "adagrad") opt = optax::adagrad(lr);
-  else if (n == "adafactor") opt = optax::adafactor(lr);
-  else if (n == "lion") opt = optax::lion(lr, 0.9, 0.99, wd, d.decay_mask);
-  else if (n == "lamb") opt = optax::lamb(lr, 0.9, d.b2, 1e-6, 0.0, wd, d.decay_mask);
-  else if (n == "adabelief") opt = optax::adabelief(lr, 0.9, d.b2, 1e-16, 1e-16, wd, d.decay_mask);
-  else throw UsageError("--optimizer " + n + ": not one of the optimizers (see --help)");
+  if (n == "adamw")
+    opt = optax::adamw(lr, 0.9, d.b2, 1e-8, wd, d.decay_mask);
+  else if (n == "adam")
+    opt = optax::adam(lr, 0.9, d.b2);
+  else if (n == "nadam")
+    opt = optax::nadam(lr, 0.9, d.b2);
+  else if (n == "radam")
+    opt = optax::radam(lr, 0.9, d.b2);
+  else if (n == "sgd")
+    opt = optax::sgd(lr, 0.9);
+  else if (n == "rmsprop")
+    opt = optax::rmsprop(lr);
+  else if (n == "adagrad")
+    opt = optax::adagrad(lr);
+  else if (n == "adafactor")
+    opt = optax::adafactor(lr);
+  else if (n == "lion")
+    opt = optax::lion(lr, 0.9, 0.99, wd, d.decay_mask);
+  else if (n == "lamb")
+    opt = optax::lamb(lr, 0.9, d.b2, 1e-6, 0.0, wd, d.decay_mask);
+  else if (n == "adabelief")
+    opt = optax::adabelief(lr, 0.9, d.b2, 1e-16, 1e-16, wd, d.decay_mask);
+  else
+    throw UsageError("--optimizer " + n + ": not one of the optimizers (see --help)");
   o.tx = optax::chain({optax::clip_by_global_norm(f.clip), opt});
   if (f.accumulate > 1) o.tx = optax::MultiSteps(o.tx, f.accumulate).gradient_transformation();
   return o;

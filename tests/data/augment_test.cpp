@@ -1,8 +1,8 @@
 // data/augment.hpp: random crop and flip from explicit keys, checked pixel by pixel against the
 // offsets and coin flips the same keys give.
-#include <doctest/doctest.h>
-
 #include "data/augment.hpp"
+
+#include <doctest/doctest.h>
 
 using namespace flaxpp;
 
@@ -13,7 +13,8 @@ Array images(int64_t n) {
   for (int64_t i = 0; i < n; ++i)
     for (int y = 0; y < 4; ++y)
       for (int x = 0; x < 5; ++x)
-        for (int c = 0; c < 2; ++c) v.push_back(static_cast<float>(1000 * i + 100 * y + 10 * x + c + 1));
+        for (int c = 0; c < 2; ++c)
+          v.push_back(static_cast<float>(1000 * i + 100 * y + 10 * x + c + 1));
   return Array::from({n, 4, 5, 2}, v);
 }
 float px(const std::vector<float>& v, int64_t i, int64_t y, int64_t x, int64_t c) {
@@ -55,7 +56,8 @@ TEST_CASE("random_flip_left_right mirrors the images bernoulli(key, 0.5) picks")
     flipped += flip[static_cast<size_t>(i)] != 0;
     for (int64_t y = 0; y < 4; ++y)
       for (int64_t x = 0; x < 5; ++x)
-        CHECK(px(out, i, y, x, 1) == px(src, i, y, flip[static_cast<size_t>(i)] != 0 ? 4 - x : x, 1));
+        CHECK(px(out, i, y, x, 1) ==
+              px(src, i, y, flip[static_cast<size_t>(i)] != 0 ? 4 - x : x, 1));
   }
   CHECK(flipped > 0);
   CHECK(flipped < n);

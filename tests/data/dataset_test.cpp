@@ -1,11 +1,11 @@
 // data::Dataset and its sources (data/dataset.hpp): gathering rows in memory and from a
 // memory-mapped file, with the errors for mismatched columns, bad rows and bad files.
-#include <doctest/doctest.h>
+#include "data/dataset.hpp"
 
 #include <filesystem>
 #include <fstream>
 
-#include "data/dataset.hpp"
+#include <doctest/doctest.h>
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
@@ -29,7 +29,8 @@ TEST_CASE("from_arrays gathers rows of every column, nested trees included") {
   CHECK(b.at("x").array().to_float() == std::vector<float>{30, 31, 0, 1, 30, 31});
   CHECK(b.at("meta/y").array().dtype() == DType::int32);
   CHECK(b.at("meta/y").array().to_float() == std::vector<float>{6, 7, 6});
-  CHECK_THROWS_WITH_AS(ds.gather({4}), "ArraySource: row 4 out of range for 4 rows", std::out_of_range);
+  CHECK_THROWS_WITH_AS(ds.gather({4}), "ArraySource: row 4 out of range for 4 rows",
+                       std::out_of_range);
   CHECK_THROWS_WITH_AS(ds.add("z", std::make_shared<data::ArraySource>(Array::vector({1.f}))),
                        "Dataset::add: column 'z' has 1 rows, the others 4", std::invalid_argument);
   CHECK_THROWS_WITH_AS(ds.add("x", std::make_shared<data::ArraySource>(x)),
@@ -47,11 +48,14 @@ TEST_CASE("MappedSource reads rows of a raw file after a header, uint8 as float3
   auto src = data::MappedSource::open(path, {2, 3}, data::RawType::uint8_as_float32, 16, 255.f);
   CHECK(src->size() == 3);
   CHECK(src->row_shape() == Shape{2, 3});
-  auto ds = data::Dataset().add("image", src).add(
-      "label", data::MappedSource::open(path, {6}, data::RawType::uint8_as_int32, 16));
+  auto ds =
+      data::Dataset()
+          .add("image", src)
+          .add("label", data::MappedSource::open(path, {6}, data::RawType::uint8_as_int32, 16));
   Tree b = ds.gather({2, 0});
   std::vector<float> want;
-  for (int i : {12, 13, 14, 15, 16, 17, 0, 1, 2, 3, 4, 5}) want.push_back(static_cast<float>(i * 10) / 255.f);
+  for (int i : {12, 13, 14, 15, 16, 17, 0, 1, 2, 3, 4, 5})
+    want.push_back(static_cast<float>(i * 10) / 255.f);
   CHECK(b.at("image").array().shape() == Shape{2, 2, 3});
   CHECK(b.at("image").array().to_float() == want);
   CHECK(b.at("label").array().dtype() == DType::int32);
@@ -72,9 +76,10 @@ TEST_CASE("MappedSource reads rows of a raw file after a header, uint8 as float3
                                "number of 5-byte rows";
   CHECK_THROWS_WITH_AS(data::MappedSource::open(path, {5}, data::RawType::uint8_as_int32, 16),
                        bad_size.c_str(), std::runtime_error);
-  CHECK_THROWS_WITH_AS(data::MappedSource::open(tmp("missing.raw"), {1}, data::RawType::float32),
-                       ("MappedSource: cannot open " + tmp("missing.raw").string() +
-                        ": No such file or directory").c_str(),
-                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(
+      data::MappedSource::open(tmp("missing.raw"), {1}, data::RawType::float32),
+      ("MappedSource: cannot open " + tmp("missing.raw").string() + ": No such file or directory")
+          .c_str(),
+      std::runtime_error);
   CHECK_THROWS_AS(src->copy_rows(std::vector<int64_t>{3}.data(), 1, nullptr), std::out_of_range);
 }

@@ -1,13 +1,13 @@
 // data::Loader (data/loader.hpp): the epoch orders from fold_in(key, epoch), the remainder
 // policies, sharding by rank, determinism, resuming from a step and the prefetch thread (which
 // must return the same batches as random access).
-#include <doctest/doctest.h>
+#include "data/loader.hpp"
 
 #include <numeric>
 #include <set>
 #include <stdexcept>
 
-#include "data/loader.hpp"
+#include <doctest/doctest.h>
 
 using namespace flaxpp;
 

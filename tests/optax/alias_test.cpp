@@ -1,10 +1,10 @@
 // optax's optimizers (optax/alias.hpp), each over 10 steps against its update rule written out
 // below in double (tolerance and the float32 scalars: tests/optax/reference.hpp), its state
 // layout (optax's NamedTuple fields in order) and a checkpoint round trip.
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <functional>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "reference.hpp"
@@ -43,28 +43,34 @@ TEST_CASE("rmsprop: plain, centred with momentum, eps outside the root with bias
   const double lr = 1e-2, d = 0.9, eps = 1e-8;
   {
     Vec nu(5, 0);  // nu = (1 - d) g^2 + d nu;  u = -lr g / sqrt(nu + eps)
-    check_sequence(optax::rmsprop(lr), [&](int, const Vec& g, const Vec&) {
-      Vec u(5);
-      for (size_t i = 0; i < 5; ++i) {
-        nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
-        u[i] = -f32(lr) * (g[i] / std::sqrt(nu[i] + f32(eps)));
-      }
-      return u;
-    }, "rmsprop");
+    check_sequence(
+        optax::rmsprop(lr),
+        [&](int, const Vec& g, const Vec&) {
+          Vec u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
+            u[i] = -f32(lr) * (g[i] / std::sqrt(nu[i] + f32(eps)));
+          }
+          return u;
+        },
+        "rmsprop");
   }
   {
     // centred: mu = (1 - d) g + d mu; s = g / sqrt(nu - mu^2 + eps); trace = -lr s + 0.9 trace
     Vec mu(5, 0), nu(5, 0), tr(5, 0);
     auto tx = optax::rmsprop(lr, d, eps, 0.0, true, /*centered=*/true, /*momentum=*/0.9);
-    check_sequence(tx, [&](int, const Vec& g, const Vec&) {
-      for (size_t i = 0; i < 5; ++i) {
-        mu[i] = f32(1 - d) * g[i] + f32(d) * mu[i];
-        nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
-        double s = g[i] / std::sqrt(nu[i] - mu[i] * mu[i] + f32(eps));
-        tr[i] = -f32(lr) * s + f32(0.9) * tr[i];
-      }
-      return tr;
-    }, "rmsprop centred + momentum");
+    check_sequence(
+        tx,
+        [&](int, const Vec& g, const Vec&) {
+          for (size_t i = 0; i < 5; ++i) {
+            mu[i] = f32(1 - d) * g[i] + f32(d) * mu[i];
+            nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
+            double s = g[i] / std::sqrt(nu[i] - mu[i] * mu[i] + f32(eps));
+            tr[i] = -f32(lr) * s + f32(0.9) * tr[i];
+          }
+          return tr;
+        },
+        "rmsprop centred + momentum");
     Tree st;
     run_updates(tx, P(), &st);
     CHECK(keys(st) == std::vector<std::string>{"0", "1", "2"});
@@ -78,14 +84,17 @@ TEST_CASE("rmsprop: plain, centred with momentum, eps outside the root with bias
     Vec nu(5, 1.0);
     auto tx = optax::rmsprop(lr, d, eps, 1.0, /*eps_in_sqrt=*/false, false, std::nullopt, false,
                              /*bias_correction=*/true);
-    check_sequence(tx, [&](int t, const Vec& g, const Vec&) {
-      Vec u(5);
-      for (size_t i = 0; i < 5; ++i) {
-        nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
-        u[i] = -f32(lr) * (g[i] / (std::sqrt(nu[i] / bc32(d, t)) + f32(eps)));
-      }
-      return u;
-    }, "rmsprop bias-corrected");
+    check_sequence(
+        tx,
+        [&](int t, const Vec& g, const Vec&) {
+          Vec u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            nu[i] = f32(1 - d) * g[i] * g[i] + f32(d) * nu[i];
+            u[i] = -f32(lr) * (g[i] / (std::sqrt(nu[i] / bc32(d, t)) + f32(eps)));
+          }
+          return u;
+        },
+        "rmsprop bias-corrected");
     CHECK(keys(tx.init(P())["0"]) == std::vector<std::string>{"count", "nu"});
   }
 }
@@ -94,14 +103,17 @@ TEST_CASE("adagrad") {
   const double lr = 0.1, eps = 1e-7;
   Vec s(5, 0.1);  // s = s + g^2; u = -lr g / sqrt(s + eps)
   auto tx = optax::adagrad(lr);
-  check_sequence(tx, [&](int, const Vec& g, const Vec&) {
-    Vec u(5);
-    for (size_t i = 0; i < 5; ++i) {
-      s[i] += g[i] * g[i];
-      u[i] = -f32(lr) * (g[i] / std::sqrt(s[i] + f32(eps)));
-    }
-    return u;
-  }, "adagrad");
+  check_sequence(
+      tx,
+      [&](int, const Vec& g, const Vec&) {
+        Vec u(5);
+        for (size_t i = 0; i < 5; ++i) {
+          s[i] += g[i] * g[i];
+          u[i] = -f32(lr) * (g[i] / std::sqrt(s[i] + f32(eps)));
+        }
+        return u;
+      },
+      "adagrad");
   CHECK(keys(tx.init(P())["0"]) == std::vector<std::string>{"sum_of_squares"});
   CHECK(tx.init(P())["0"]["sum_of_squares"]["w"].array().to_float() == std::vector<float>(5, 0.1f));
   check_checkpoint_round_trip(tx, P(), "adagrad");
@@ -111,16 +123,19 @@ TEST_CASE("lion") {
   const double lr = 1e-3, b1 = 0.9, b2 = 0.99, wd = 1e-3;
   Vec m(5, 0);  // u = -lr (sign((1 - b1) g + b1 m) + wd p); m = (1 - b2) g + b2 m
   auto tx = optax::lion(lr, b1, b2, wd);
-  check_sequence(tx, [&](int, const Vec& g, const Vec& p) {
-    Vec u(5);
-    for (size_t i = 0; i < 5; ++i) {
-      double c = f32(1 - b1) * g[i] + f32(b1) * m[i];
-      double sign = c > 0 ? 1 : (c < 0 ? -1 : 0);
-      u[i] = -f32(lr) * (sign + f32(wd) * p[i]);
-      m[i] = f32(1 - b2) * g[i] + f32(b2) * m[i];
-    }
-    return u;
-  }, "lion");
+  check_sequence(
+      tx,
+      [&](int, const Vec& g, const Vec& p) {
+        Vec u(5);
+        for (size_t i = 0; i < 5; ++i) {
+          double c = f32(1 - b1) * g[i] + f32(b1) * m[i];
+          double sign = c > 0 ? 1 : (c < 0 ? -1 : 0);
+          u[i] = -f32(lr) * (sign + f32(wd) * p[i]);
+          m[i] = f32(1 - b2) * g[i] + f32(b2) * m[i];
+        }
+        return u;
+      },
+      "lion");
   CHECK(keys(tx.init(P())["0"]) == std::vector<std::string>{"count", "mu"});
   check_checkpoint_round_trip(tx, P(), "lion");
 }
@@ -131,16 +146,19 @@ TEST_CASE("adabelief") {
   // u = -lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
   Vec m(5, 0), v(5, 0);
   auto tx = optax::adabelief(lr);
-  check_sequence(tx, [&](int t, const Vec& g, const Vec&) {
-    Vec u(5);
-    for (size_t i = 0; i < 5; ++i) {
-      m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
-      double e = g[i] - m[i];
-      v[i] = f32(1 - b2) * e * e + f32(b2) * v[i] + f32(eps_root);
-      u[i] = -f32(lr) * ((m[i] / bc32(b1, t)) / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
-    }
-    return u;
-  }, "adabelief");
+  check_sequence(
+      tx,
+      [&](int t, const Vec& g, const Vec&) {
+        Vec u(5);
+        for (size_t i = 0; i < 5; ++i) {
+          m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
+          double e = g[i] - m[i];
+          v[i] = f32(1 - b2) * e * e + f32(b2) * v[i] + f32(eps_root);
+          u[i] = -f32(lr) * ((m[i] / bc32(b1, t)) / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
+        }
+        return u;
+      },
+      "adabelief");
   CHECK(keys(tx.init(P())["0"]) == std::vector<std::string>{"count", "mu", "nu"});
   check_checkpoint_round_trip(tx, P(), "adabelief");
 }
@@ -150,16 +168,19 @@ TEST_CASE("nadam") {
   // m_hat = b1 m / (1 - b1^(t+1)) + (1 - b1) g / (1 - b1^t); u = -lr m_hat / (sqrt(v_hat) + eps)
   Vec m(5, 0), v(5, 0);
   auto tx = optax::nadam(lr);
-  check_sequence(tx, [&](int t, const Vec& g, const Vec&) {
-    Vec u(5);
-    for (size_t i = 0; i < 5; ++i) {
-      m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
-      v[i] = f32(1 - b2) * g[i] * g[i] + f32(b2) * v[i];
-      double mh = f32(b1) * (m[i] / bc32(b1, t + 1)) + f32(1 - b1) * (g[i] / bc32(b1, t));
-      u[i] = -f32(lr) * (mh / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
-    }
-    return u;
-  }, "nadam");
+  check_sequence(
+      tx,
+      [&](int t, const Vec& g, const Vec&) {
+        Vec u(5);
+        for (size_t i = 0; i < 5; ++i) {
+          m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
+          v[i] = f32(1 - b2) * g[i] * g[i] + f32(b2) * v[i];
+          double mh = f32(b1) * (m[i] / bc32(b1, t + 1)) + f32(1 - b1) * (g[i] / bc32(b1, t));
+          u[i] = -f32(lr) * (mh / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
+        }
+        return u;
+      },
+      "nadam");
   CHECK(keys(tx.init(P())["0"]) == std::vector<std::string>{"count", "mu", "nu"});
   check_checkpoint_round_trip(tx, P(), "nadam");
 }
@@ -173,25 +194,28 @@ TEST_CASE("radam: m_hat for rho_t < 5 (steps 1-5), the rectified step after") {
   const double ro_inf = 2.0 / (1.0 - b2) - 1.0;
   Vec m(5, 0), v(5, 0);
   int rectified = 0;
-  check_sequence(optax::radam(lr), [&](int t, const Vec& g, const Vec&) {
-    float b2t = std::pow(static_cast<float>(b2), static_cast<float>(t));
-    float ro = static_cast<float>(ro_inf) - static_cast<float>(2 * t) * b2t / (1.f - b2t);
-    Vec u(5);
-    for (size_t i = 0; i < 5; ++i) {
-      m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
-      v[i] = f32(1 - b2) * g[i] * g[i] + f32(b2) * v[i];
-      double mh = m[i] / bc32(b1, t);
-      if (ro >= 5.f) {
-        double r = std::sqrt((ro - 4.0) * (ro - 2.0) * f32(ro_inf) /
-                             (f32((ro_inf - 4) * (ro_inf - 2)) * ro));
-        u[i] = -f32(lr) * (r * mh / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
-      } else {
-        u[i] = -f32(lr) * mh;
-      }
-    }
-    rectified += ro >= 5.f;
-    return u;
-  }, "radam");
+  check_sequence(
+      optax::radam(lr),
+      [&](int t, const Vec& g, const Vec&) {
+        float b2t = std::pow(static_cast<float>(b2), static_cast<float>(t));
+        float ro = static_cast<float>(ro_inf) - static_cast<float>(2 * t) * b2t / (1.f - b2t);
+        Vec u(5);
+        for (size_t i = 0; i < 5; ++i) {
+          m[i] = f32(1 - b1) * g[i] + f32(b1) * m[i];
+          v[i] = f32(1 - b2) * g[i] * g[i] + f32(b2) * v[i];
+          double mh = m[i] / bc32(b1, t);
+          if (ro >= 5.f) {
+            double r = std::sqrt((ro - 4.0) * (ro - 2.0) * f32(ro_inf) /
+                                 (f32((ro_inf - 4) * (ro_inf - 2)) * ro));
+            u[i] = -f32(lr) * (r * mh / (std::sqrt(v[i] / bc32(b2, t)) + f32(eps)));
+          } else {
+            u[i] = -f32(lr) * mh;
+          }
+        }
+        rectified += ro >= 5.f;
+        return u;
+      },
+      "radam");
   CHECK(rectified == 5);
   check_checkpoint_round_trip(optax::radam(lr), P(), "radam");
 }
@@ -280,8 +304,10 @@ TEST_CASE("adafactor: factored moments for a matrix, full ones for a vector, opt
       for (size_t c = 0; c < 4; ++c)
         uk[r * 4 + c] = gk[r * 4 + c] * std::pow(vr[r] / row_mean, -0.5) * std::pow(vc[c], -0.5);
     Vec wb = finish(ub, pb), wk = finish(uk, pk);
-    check_close(to_vec(got[t - 1].at("bias").array()), wb, kRel, "adafactor bias step " + std::to_string(t));
-    check_close(to_vec(got[t - 1].at("kernel").array()), wk, kRel, "adafactor kernel step " + std::to_string(t));
+    check_close(to_vec(got[t - 1].at("bias").array()), wb, kRel,
+                "adafactor bias step " + std::to_string(t));
+    check_close(to_vec(got[t - 1].at("kernel").array()), wk, kRel,
+                "adafactor kernel step " + std::to_string(t));
     for (size_t i = 0; i < 4; ++i) pb[i] += wb[i];
     for (size_t i = 0; i < 12; ++i) pk[i] += wk[i];
   }

@@ -1,8 +1,8 @@
 // optax's clipping (optax/clipping.hpp) against its rules, over 10 steps of the shared gradient
 // sequence scaled up so that clipping happens (tolerance: tests/optax/reference.hpp).
-#include <doctest/doctest.h>
-
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "reference.hpp"

@@ -1,9 +1,9 @@
 // scale_by_factored_rms (optax/factorized.hpp): which axes are factored (numpy's argsort of the
 // shape), the step offset of the decay, and one step against the rule in double (tolerance:
 // tests/optax/reference.hpp). Adafactor's 10-step sequence is in alias_test.
-#include <doctest/doctest.h>
-
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "reference.hpp"

@@ -6,20 +6,23 @@
 // update rules evaluated in double, with the scalars optax computes in float32 computed the same
 // way (f32(b) for a hyper-parameter b, bc32 for 1 - b^t): 1 - 0.999^t is a cancellation, so
 // float32's rounding of 0.999 and of the power alone moves it by 1e-5 relative, which is optax's
-// behaviour, not an error to hide behind a loose tolerance. One float32 rounding is up to 2^-24 = 6e-8 relative, so 1e-7
-// cannot hold after the ~10 roundings of one step, let alone ten steps of moments feeding each
-// other; kRel = 2e-6 (about 30 roundings) holds with margin for every optimizer here and still
-// catches any wrong constant, order-of-operations slip in a hyper-parameter or off-by-one in a
-// count (each shows at 1e-3 or more). Values are compared against the step's largest |update|
-// times kRel as an absolute floor, since a single near-zero entry has no meaningful relative error.
+// behaviour, not an error to hide behind a loose tolerance. One float32 rounding is up to
+// 2^-24 = 6e-8 relative, so 1e-7 cannot hold after the ~10 roundings of one step, let alone ten
+// steps of moments feeding each other; kRel = 2e-6 (about 30 roundings) holds for every
+// optimizer here (the worst seen is about 1.5e-6 of the step's largest update, for centred
+// rmsprop and adabelief, whose g - m cancels). It catches a wrong formula, constant or count
+// (an off-by-one in t moves Adam's bias correction by 5% at t = 10), not the last-bit order of
+// float32 operations, which only a float32 replay could check. Values are compared against the
+// step's largest |update| times kRel as an absolute floor, since a near-zero entry has no
+// meaningful relative error.
 #pragma once
-
-#include <doctest/doctest.h>
 
 #include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "optax/optax.hpp"
 #include "training/train_state.hpp"
@@ -116,8 +119,8 @@ inline std::filesystem::path fresh_dir(const std::string& name) {
 
 // Five steps, a checkpoint, a restore into a fresh TrainState, five more steps on both: the
 // restored state must equal the saved one and continue bit for bit.
-inline void check_checkpoint_round_trip(const optax::GradientTransformation& tx,
-                                        const Tree& params, const std::string& name) {
+inline void check_checkpoint_round_trip(const optax::GradientTransformation& tx, const Tree& params,
+                                        const std::string& name) {
   auto dir = fresh_dir("optax_" + name);
   auto s = training::TrainState::create(params, tx);
   for (int t = 0; t < 5; ++t) s = s.apply_gradients(grads_like(s.params, t));

@@ -1,9 +1,9 @@
 // optax's building blocks (optax/transform.hpp) not already covered through an optimizer in
 // alias_test: ema, the parameter-dependent scalings, incremental_update. 10-step sequences
 // against the rules in double (tolerance: tests/optax/reference.hpp).
-#include <doctest/doctest.h>
-
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include "reference.hpp"
 
@@ -62,7 +62,8 @@ TEST_CASE("scale_by_trust_ratio and scale_by_param_block_rms follow |p| and rms(
 TEST_CASE("incremental_update, identity and trace's layout") {
   Tree a{{"w", vec_array({2}, {1.0, 2.0})}}, b{{"w", vec_array({2}, {3.0, -1.0})}};
   Tree m = optax::incremental_update(a, b, 0.25);  // 0.25 a + 0.75 b
-  check_close(to_vec(m.at("w").array()), {0.25 * 1 + 0.75 * 3, 0.25 * 2 - 0.75}, kRel, "incremental");
+  check_close(to_vec(m.at("w").array()), {0.25 * 1 + 0.75 * 3, 0.25 * 2 - 0.75}, kRel,
+              "incremental");
   auto [u, s] = optax::identity().update(a, optax::identity().init(a));
   CHECK(tree_equal(u, a));
   CHECK(s.empty());

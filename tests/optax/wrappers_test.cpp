@@ -1,10 +1,10 @@
 // optax's wrappers (optax/wrappers.hpp): masked, apply_if_finite, inject_hyperparams and
 // MultiSteps over 10 steps against their rules (tolerance: tests/optax/reference.hpp), their
 // state layouts and checkpoint round trips; MultiSteps against one big batch, measured.
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <limits>
+
+#include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -49,14 +49,17 @@ TEST_CASE("masked: inner runs on the masked-in leaves only, {} in its state for 
   }
   // A mask tree that is a prefix: one flag for a whole subtree.
   Tree nested{{"Dense_0", params2()}, {"Dense_1", params2()}};
-  auto tx = optax::masked(optax::scale(0.f), Tree{{"Dense_0", Array(true)}, {"Dense_1", Array(false)}});
+  auto tx =
+      optax::masked(optax::scale(0.f), Tree{{"Dense_0", Array(true)}, {"Dense_1", Array(false)}});
   auto [u, s] = tx.update(nested, tx.init(nested), nested);
   CHECK(u.at("Dense_0/kernel").array().to_float() == std::vector<float>(4, 0.f));
-  CHECK(u.at("Dense_1/kernel").array().to_float() == nested.at("Dense_1/kernel").array().to_float());
+  CHECK(u.at("Dense_1/kernel").array().to_float() ==
+        nested.at("Dense_1/kernel").array().to_float());
   auto bad = optax::masked(optax::scale(0.f), Tree{{"Dense_0", Array(true)}});
-  CHECK_THROWS_WITH_AS(bad.init(nested),
-                       "masked: the mask has no entry for Dense_1/kernel (no key 'Dense_1' at the root)",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      bad.init(nested),
+      "masked: the mask has no entry for Dense_1/kernel (no key 'Dense_1' at the root)",
+      std::invalid_argument);
 }
 
 TEST_CASE("apply_if_finite: skips up to max_consecutive_errors non-finite updates") {
@@ -65,8 +68,8 @@ TEST_CASE("apply_if_finite: skips up to max_consecutive_errors non-finite update
   auto tx = optax::apply_if_finite(optax::sgd(0.1, 0.9), 2);
   auto ref = optax::sgd(0.1, 0.9);
   Tree st = tx.init(p), rs = ref.init(p);
-  CHECK(st.keys() ==
-        std::vector<std::string>{"notfinite_count", "last_finite", "total_notfinite", "inner_state"});
+  CHECK(st.keys() == std::vector<std::string>{"notfinite_count", "last_finite", "total_notfinite",
+                                              "inner_state"});
   // Steps 3 and 4 carry a NaN (skipped: zeros, inner state kept); steps 6, 7, 8 too: the third
   // in a row exceeds max_consecutive_errors = 2 and is applied.
   std::vector<int> notfinite_count, total;
@@ -130,7 +133,8 @@ TEST_CASE("inject_hyperparams: the learning rate in the state, visible and chang
   }
   CHECK(st["count"].array().item<int32_t>() == 10);
   CHECK_THROWS_WITH_AS(optax::set_hyperparam(st, "lr", 1.0),
-                       "set_hyperparam: the state has no hyper-parameter 'lr'", std::invalid_argument);
+                       "set_hyperparam: the state has no hyper-parameter 'lr'",
+                       std::invalid_argument);
   check_checkpoint_round_trip(tx, p, "inject_hyperparams");
   // A scheduled one: evaluated at its own count, which the state keeps.
   auto sched = optax::inject_hyperparams(
@@ -169,7 +173,8 @@ TEST_CASE("MultiSteps: k calls accumulate the running mean, then one inner step"
       for (size_t i = 0; i < 4; ++i) {
         m[i] = f32(1 - b1) * acc[i] + f32(b1) * m[i];
         v[i] = f32(1 - b2) * acc[i] * acc[i] + f32(b2) * v[i];
-        want[i] = -f32(lr) * ((m[i] / bc32(b1, big)) / (std::sqrt(v[i] / bc32(b2, big)) + f32(eps)));
+        want[i] =
+            -f32(lr) * ((m[i] / bc32(b1, big)) / (std::sqrt(v[i] / bc32(b2, big)) + f32(eps)));
       }
       acc.assign(4, 0);
     }
