@@ -329,3 +329,105 @@ TEST_CASE("adafactor: factored moments for a matrix, full ones for a vector, opt
   CHECK(db["0"]["v_row"]["k"].array().shape() == Shape{128});
   CHECK(db["0"]["v_col"]["k"].array().shape() == Shape{256});
 }
+
+TEST_CASE("float32 replay: optax's operations in optax's order give the same bits") {
+  // The same rules as above replayed in float32, one operation at a time in the order of optax's
+  // jnp expressions (rsqrt as 1 / sqrt): the library must match bit for bit, which the 2e-6
+  // comparisons with double cannot show.
+  using F = std::vector<float>;
+  auto f = [](double x) { return static_cast<float>(x); };
+  auto bc = [&](double b, int t) { return 1.f - std::pow(f(b), static_cast<float>(t)); };
+  auto replay = [&](const optax::GradientTransformation& tx,
+                    const std::function<F(int t, const F& g, const F& p)>& rule,
+                    const std::string& name) {
+    auto got = run_updates(tx, P());
+    F p(kP0.begin(), kP0.end());
+    for (int t = 1; t <= kSteps; ++t) {
+      F g(5);
+      for (size_t i = 0; i < 5; ++i) g[i] = grad_value(t - 1, i);
+      F want = rule(t, g, p);
+      INFO(name, " step ", t);
+      CHECK(got[t - 1].at("w").array().to_float() == want);
+      for (size_t i = 0; i < 5; ++i) p[i] = p[i] + want[i];
+    }
+  };
+  const float lr = f(-1e-2);  // scale(-lr)
+  {
+    F mu(5, 0), nu(5, 0), tr(5, 0);
+    replay(
+        optax::rmsprop(1e-2, 0.9, 1e-8, 0.0, true, true, 0.9),
+        [&](int, const F& g, const F&) {
+          for (size_t i = 0; i < 5; ++i) {
+            mu[i] = f(1 - 0.9) * g[i] + f(0.9) * mu[i];
+            nu[i] = f(1 - 0.9) * (g[i] * g[i]) + f(0.9) * nu[i];
+            float s = 1.f / std::sqrt((nu[i] - mu[i] * mu[i]) + f(1e-8));
+            tr[i] = (s * g[i]) * lr + f(0.9) * tr[i];
+          }
+          return tr;
+        },
+        "rmsprop centred + momentum");
+  }
+  {
+    F s(5, f(0.1));
+    replay(
+        optax::adagrad(1e-2),
+        [&](int, const F& g, const F&) {
+          F u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            s[i] = g[i] * g[i] + s[i];
+            float inv = s[i] > 0 ? 1.f / std::sqrt(s[i] + f(1e-7)) : 0.f;
+            u[i] = (inv * g[i]) * lr;
+          }
+          return u;
+        },
+        "adagrad");
+  }
+  {
+    F m(5, 0);
+    replay(
+        optax::lion(1e-2, 0.9, 0.99, 1e-3),
+        [&](int, const F& g, const F& p) {
+          F u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            float c = f(1 - 0.9) * g[i] + f(0.9) * m[i];
+            float sign = c > 0 ? 1.f : (c < 0 ? -1.f : 0.f);
+            m[i] = f(1 - 0.99) * g[i] + f(0.99) * m[i];
+            u[i] = (sign + f(1e-3) * p[i]) * lr;
+          }
+          return u;
+        },
+        "lion");
+  }
+  {
+    F m(5, 0), v(5, 0);
+    replay(
+        optax::adabelief(1e-2),
+        [&](int t, const F& g, const F&) {
+          F u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            m[i] = f(1 - 0.9) * g[i] + f(0.9) * m[i];
+            float e = g[i] - m[i];
+            v[i] = (f(1 - 0.999) * (e * e) + f(0.999) * v[i]) + f(1e-16);
+            u[i] = ((m[i] / bc(0.9, t)) / (std::sqrt(v[i] / bc(0.999, t)) + f(1e-16))) * lr;
+          }
+          return u;
+        },
+        "adabelief");
+  }
+  {
+    F m(5, 0), v(5, 0);
+    replay(
+        optax::nadam(1e-2),
+        [&](int t, const F& g, const F&) {
+          F u(5);
+          for (size_t i = 0; i < 5; ++i) {
+            m[i] = f(1 - 0.9) * g[i] + f(0.9) * m[i];
+            v[i] = f(1 - 0.999) * (g[i] * g[i]) + f(0.999) * v[i];
+            float mh = f(0.9) * (m[i] / bc(0.9, t + 1)) + f(1 - 0.9) * (g[i] / bc(0.9, t));
+            u[i] = (mh / (std::sqrt(v[i] / bc(0.999, t) + 0.f) + f(1e-8))) * lr;
+          }
+          return u;
+        },
+        "nadam");
+  }
+}
