@@ -2,17 +2,15 @@
 
 #include <algorithm>
 
-#include "core/autodiff.hpp"
 #include "core/gemm.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
 
 using autodiff::needs_grad;
 using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
 
 namespace {
 

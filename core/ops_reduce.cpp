@@ -1,18 +1,21 @@
-// Reductions over axis lists: sum, max, min (primitives with rules); mean, var, logsumexp
-// (composites); argmax (integer, no gradient).
+// Reductions over axis lists: sum, max, min (primitives, one block each in the table below);
+// mean, var, logsumexp (composites); argmax (integer, no gradient).
 #include <cmath>
 #include <limits>
 
-#include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
 
-using autodiff::needs_grad;
-using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
+using prim::Aval;
+using prim::bind;
+using prim::Save;
+template <size_t N>
+using Res = prim::Residuals<N>;
+template <size_t N>
+using Tan = prim::Tangents<N>;
 
 namespace {
 
@@ -70,63 +73,100 @@ Array expand_back(const Array& g, const Reduction& r, const Shape& in) {
   return jnp::broadcast_to(jnp::reshape(g, r.kept), in);
 }
 
+// ============================== the reduction primitives ======================================
+
+// sum over r.axes: float32 accumulates in double (deterministic and at least as accurate as
+// XLA's float32 sums), integers in int64.
+struct Sum {
+  Reduction r;
+  bool keepdims;
+  static constexpr Save save = Save::nothing;
+  const char* name() const { return "sum"; }
+  Array impl(const Array& a) const {
+    Array out;
+    if (a.dtype() == DType::float32) {
+      std::vector<double> acc(static_cast<size_t>(numel(r.kept)), 0.0);
+      reduce_into<double, float>(a, r.kept, acc.data(), [](double s, float x) { return s + x; });
+      out = Array::from(r.kept, std::vector<float>(acc.begin(), acc.end()));
+    } else {
+      Array ai = a.dtype() == DType::uint32 ? a : jnp::astype(a, DType::int32);
+      std::vector<int64_t> acc(static_cast<size_t>(numel(r.kept)), 0);
+      if (a.dtype() == DType::uint32) {
+        reduce_into<int64_t, uint32_t>(ai, r.kept, acc.data(), [](int64_t s, uint32_t x) { return s + x; });
+        out = Array::from(r.kept, std::vector<uint32_t>(acc.begin(), acc.end()));
+      } else {
+        reduce_into<int64_t, int32_t>(ai, r.kept, acc.data(), [](int64_t s, int32_t x) { return s + x; });
+        out = Array::from(r.kept, std::vector<int32_t>(acc.begin(), acc.end()));
+      }
+    }
+    return finish(out, r, keepdims);
+  }
+  Aval abstract_eval(const Aval& a) const {
+    DType d = a.dtype == DType::float32 || a.dtype == DType::uint32 ? a.dtype : DType::int32;
+    return {keepdims ? r.kept : r.dropped, d};
+  }
+  Grads vjp(const Res<1>& res, const Array&, const Array& g, const Need&) const {
+    return {expand_back(g, r, res.shape[0])};
+  }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::sum(t[0], r.axes, keepdims); }
+};
+
+// max / min over r.axes (NaN wins). Ties share the gradient equally (as JAX's reduce_max rule).
+struct Extreme {
+  Reduction r;
+  bool keepdims;
+  bool is_max;
+  static constexpr Save save = Save::inputs_and_output;
+  const char* name() const { return is_max ? "max" : "min"; }
+  Array impl(const Array& a) const {
+    Array out;
+    if (a.dtype() == DType::float32) {
+      std::vector<float> acc(static_cast<size_t>(numel(r.kept)),
+                             is_max ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity());
+      reduce_into<float, float>(a, r.kept, acc.data(), [m = is_max](float v, float x) {
+        if (std::isnan(v) || std::isnan(x)) return std::numeric_limits<float>::quiet_NaN();
+        return m ? (x > v ? x : v) : (x < v ? x : v);
+      });
+      out = Array::from(r.kept, acc);
+    } else {
+      Array ai = jnp::astype(a, DType::int32);
+      std::vector<int32_t> acc(static_cast<size_t>(numel(r.kept)),
+                               is_max ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
+      reduce_into<int32_t, int32_t>(ai, r.kept, acc.data(), [m = is_max](int32_t v, int32_t x) { return m ? std::max(v, x) : std::min(v, x); });
+      out = jnp::astype(Array::from(r.kept, acc), a.dtype());
+    }
+    return finish(out, r, keepdims);
+  }
+  Aval abstract_eval(const Aval& a) const { return {keepdims ? r.kept : r.dropped, a.dtype}; }
+  // 1 where an element equals its slice's extreme, and how many share it.
+  std::pair<Array, Array> hits(const Array& a, const Array& out) const {
+    Array hit = jnp::astype(jnp::equal(a, jnp::reshape(out, r.kept)), DType::float32);
+    return {hit, jnp::sum(hit, r.axes, true)};
+  }
+  Grads vjp(const Res<1>& res, const Array& out, const Array& g, const Need&) const {
+    const Array& a = res.in[0];
+    auto [hit, count] = hits(a, out);
+    return {hit * expand_back(g, r, a.shape()) / count};
+  }
+  Array jvp(const Res<1>& res, const Array& out, const Tan<1>& t) const {
+    auto [hit, count] = hits(res.in[0], out);
+    Array s = jnp::sum(hit * t[0], r.axes, true) / count;
+    return keepdims ? s : jnp::reshape(s, r.dropped);
+  }
+};
+
 Array extreme(const Array& a, const Axes& axes, bool keepdims, bool is_max) {
   const char* name = is_max ? "max" : "min";
   Reduction r = plan(a.shape(), axes, name);
   if (a.size() == 0 || (r.count == 0))
     throw std::invalid_argument(std::string(name) + ": zero-size reduction over shape " + to_string(a.shape()));
-  Array out;
-  if (a.dtype() == DType::float32) {
-    std::vector<float> acc(static_cast<size_t>(numel(r.kept)),
-                           is_max ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity());
-    reduce_into<float, float>(a, r.kept, acc.data(), [is_max](float m, float x) {
-      if (std::isnan(m) || std::isnan(x)) return std::numeric_limits<float>::quiet_NaN();
-      return is_max ? (x > m ? x : m) : (x < m ? x : m);
-    });
-    out = Array::from(r.kept, acc);
-  } else {
-    Array ai = jnp::astype(a, DType::int32);
-    std::vector<int32_t> acc(static_cast<size_t>(numel(r.kept)),
-                             is_max ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
-    reduce_into<int32_t, int32_t>(ai, r.kept, acc.data(), [is_max](int32_t m, int32_t x) { return is_max ? std::max(m, x) : std::min(m, x); });
-    out = jnp::astype(Array::from(r.kept, acc), a.dtype());
-  }
-  out = finish(out, r, keepdims);
-  if (!needs_grad(a)) return out;
-  // Ties share the gradient equally (as JAX's reduce_max rule).
-  return record(name, out, {&a}, [a, r](const Array& g, const Array& out, const Need&) {
-    Array hit = jnp::astype(jnp::equal(a, jnp::reshape(out, r.kept)), DType::float32);
-    Array count = jnp::sum(hit, r.axes, true);
-    return Grads{hit * expand_back(g, r, a.shape()) / count};
-  }, true);
+  return bind(Extreme{r, keepdims, is_max}, a);
 }
 
 }  // namespace
 
 Array jnp::sum(const Array& a, const Axes& axes, bool keepdims) {
-  Reduction r = plan(a.shape(), axes, "sum");
-  Array out;
-  if (a.dtype() == DType::float32) {
-    // Accumulate in double: deterministic and at least as accurate as XLA's float32 sums.
-    std::vector<double> acc(static_cast<size_t>(numel(r.kept)), 0.0);
-    reduce_into<double, float>(a, r.kept, acc.data(), [](double s, float x) { return s + x; });
-    out = Array::from(r.kept, std::vector<float>(acc.begin(), acc.end()));
-  } else {
-    Array ai = a.dtype() == DType::uint32 ? a : jnp::astype(a, DType::int32);
-    std::vector<int64_t> acc(static_cast<size_t>(numel(r.kept)), 0);
-    if (a.dtype() == DType::uint32) {
-      reduce_into<int64_t, uint32_t>(ai, r.kept, acc.data(), [](int64_t s, uint32_t x) { return s + x; });
-      out = Array::from(r.kept, std::vector<uint32_t>(acc.begin(), acc.end()));
-    } else {
-      reduce_into<int64_t, int32_t>(ai, r.kept, acc.data(), [](int64_t s, int32_t x) { return s + x; });
-      out = Array::from(r.kept, std::vector<int32_t>(acc.begin(), acc.end()));
-    }
-  }
-  out = finish(out, r, keepdims);
-  if (!needs_grad(a)) return out;
-  return record("sum", out, {&a}, [r, in = a.shape()](const Array& g, const Array&, const Need&) {
-    return Grads{expand_back(g, r, in)};
-  });
+  return bind(Sum{plan(a.shape(), axes, "sum"), keepdims}, a);
 }
 
 Array jnp::max(const Array& a, const Axes& axes, bool keepdims) { return extreme(a, axes, keepdims, true); }

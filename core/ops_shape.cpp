@@ -1,16 +1,14 @@
 // Shape primitives: reshape, transpose, broadcast_to (with rules) and the helpers built on them.
 #include <numeric>
 
-#include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
 
 using autodiff::needs_grad;
 using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
 
 Array jnp::reshape(const Array& a, const Shape& shape0) {
   Shape shape = shape0;

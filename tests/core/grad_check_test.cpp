@@ -436,6 +436,66 @@ TEST_CASE("every differentiable primitive matches central finite differences") {
   CHECK(checked == static_cast<int>(table().size()));
 }
 
+// Forward mode, column by column: jvp(f, x, e_ji) for every unit tangent e_ji, weighted by W,
+// is d L / d x_ji, checked against the same central differences (and the same tolerance).
+TEST_CASE("jvp of every primitive matches central finite differences") {
+  int checked = 0;
+  for (const Case& c : table()) {
+    uint64_t seed = seed_of(c.name);
+    auto xs = make_inputs(c, seed);
+    Array W = random_like(c.f(xs).shape(), seed + 1000);
+    auto w = W.to_double();
+    std::vector<Array> analytic;
+    for (size_t j = 0; j < xs.size(); ++j) {
+      std::vector<float> col(static_cast<size_t>(xs[j].size()));
+      for (int64_t i = 0; i < xs[j].size(); ++i) {
+        std::vector<Array> t;
+        for (size_t k = 0; k < xs.size(); ++k) t.push_back(jnp::zeros(xs[k].shape()));
+        std::vector<float> e(static_cast<size_t>(xs[j].size()), 0.f);
+        e[static_cast<size_t>(i)] = 1.f;
+        t[j] = Array::from(xs[j].shape(), e);
+        auto [y, ydot] = jvp(c.f, xs, t);
+        REQUIRE_MESSAGE(ydot.shape() == y.shape(), c.name);
+        col[static_cast<size_t>(i)] = static_cast<float>(weighted_sum(ydot, w));
+      }
+      analytic.push_back(Array::from(xs[j].shape(), col));
+    }
+    Report report;
+    compare_fd(
+        xs, analytic, c.h, [&](const std::vector<Array>& v) { return weighted_sum(c.f(v), w); },
+        [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, c.tol); });
+    INFO(c.name, ": ", report.where);
+    CHECK(report.bad == 0);
+    ++checked;
+  }
+  CHECK(checked == static_cast<int>(table().size()));
+}
+
+// jvp and vjp are one linear map and its transpose: <J v, u> == <v, J^T u> for random u, v.
+// Both sides are float32 sums of the same products in different orders; 1e-5 relative (about
+// 100 float32 ulps) covers the rounding of the <= 120-term sums in this table.
+TEST_CASE("jvp is the transpose of vjp for every primitive: <J v, u> == <v, J^T u>") {
+  for (const Case& c : table()) {
+    uint64_t seed = seed_of(c.name) + 3;
+    auto xs = make_inputs(c, seed);
+    std::vector<Array> v;
+    for (size_t j = 0; j < xs.size(); ++j) v.push_back(random_like(xs[j].shape(), seed + 10 + j));
+    auto [y, pullback] = vjp(c.f, xs);
+    Array u = random_like(y.shape(), seed + 99);
+    auto [ct] = pullback(u);
+    auto [y2, ydot] = jvp(c.f, xs, v);
+    CHECK_MESSAGE(y2.to_float() == y.to_float(), c.name);  // jvp's primal is f(x), bit for bit
+    double lhs = 0, rhs = 0, scale = 1;
+    auto yd = ydot.to_double(), uu = u.to_double();
+    for (size_t i = 0; i < yd.size(); ++i) lhs += yd[i] * uu[i], scale += std::fabs(yd[i] * uu[i]);
+    for (size_t j = 0; j < xs.size(); ++j) {
+      auto a = v[j].to_double(), b = ct[j].to_double();
+      for (size_t i = 0; i < a.size(); ++i) rhs += a[i] * b[i], scale += std::fabs(a[i] * b[i]);
+    }
+    CHECK_MESSAGE(std::fabs(lhs - rhs) <= 1e-5 * scale, c.name, ": ", lhs, " vs ", rhs);
+  }
+}
+
 TEST_CASE("the table covers every differentiable primitive of core/ops.hpp") {
   std::set<std::string> rows;
   for (const Case& c : table()) rows.insert(c.name.substr(0, c.name.find(' ')));
@@ -496,6 +556,16 @@ TEST_CASE("second derivatives: grad of grad matches finite differences of grad")
     auto L = [&](const std::vector<Array>& v) { return jnp::sum(jnp::tanh(c.f(v)) * W); };
     auto G = [&](const std::vector<Array>& v) { return autodiff::vdot_all(grad(L)(v), V); };
     std::vector<Array> hv = grad(G)(xs);
+    // Forward over reverse gives the same Hessian-vector product: H V = d/de grad L(x + e V),
+    // up to float32 rounding of the different evaluation order (2e-4 relative, stated loosely:
+    // the rows chain up to six primitives).
+    auto [gx, hv_fwd] = jvp([&](const std::vector<Array>& v) { return grad(L)(v); }, xs, V);
+    for (size_t j = 0; j < xs.size(); ++j) {
+      auto a = hv[j].to_double(), b = hv_fwd[j].to_double();
+      for (size_t i = 0; i < a.size(); ++i)
+        CHECK_MESSAGE(std::fabs(a[i] - b[i]) <= 2e-4 * std::max(1.0, std::fabs(a[i])), c.name,
+                      " input ", j, " element ", i, ": ", a[i], " vs ", b[i]);
+    }
     Report report;
     compare_fd(
         xs, hv, 1e-2, [&](const std::vector<Array>& v) { return G(v).template item<double>(); },

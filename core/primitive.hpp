@@ -1,0 +1,183 @@
+// The op author's API: how a primitive is declared once and how the transformations reach it.
+// Users of grad/jvp never include this (core/autodiff.hpp is their header).
+//
+// A primitive is a small struct, its fields are its parameters (a reduction's axes), and one
+// block holds everything about it, as JAX's autodidax registers impl/jvp/vjp rules under one
+// `sin_p`:
+//
+//   struct Exp {                                           // core/ops_elementwise.cpp
+//     const char* name() const { return "exp"; }
+//     static constexpr prim::Save save = prim::Save::output;   // what the linear rules read
+//     Array impl(const Array& a) const;                    // the kernel
+//     prim::Aval abstract_eval(const prim::Aval& a) const; // shape/dtype rule
+//     Grads vjp(const Res& r, const Array& out, const Array& g, const Need&) const;  // transpose
+//     Array jvp(const Res& r, const Array& out, const Tangents& t) const;            // linearize
+//   };
+//   Array jnp::exp(const Array& a) { return prim::bind(Exp{}, a); }
+//
+// prim::bind runs the kernel (eager evaluation: nothing else happens outside a transformation)
+// and, when an input is traced by grad/vjp/jvp, records one node holding the primitive and the
+// residuals its `save` asks for. backward() calls the node's vjp rule, forward() (jvp) its jvp
+// rule; both rules read the same residuals (the linearisation point).
+//
+// Ops not yet in the table record a closure with autodiff::record(op, out, inputs, rule, keep);
+// forward mode then transposes that closure (slower, but exact).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "array.hpp"
+
+namespace flaxpp {
+
+// need[i]: the cotangent of input i is wanted. A rule returns one cotangent per input, shaped
+// like it (entries not needed may be left default-constructed).
+using Need = std::vector<bool>;
+using Grads = std::vector<Array>;
+
+namespace autodiff {
+
+// A closure vjp rule (ops outside the primitive table): given the output cotangent `g` and the
+// output itself (with its node, usable in recorded expressions), one cotangent per input.
+using VjpRule = std::function<Grads(const Array& g, const Array& out, const Need& need)>;
+
+// One recorded application of an op. `parents` are the inputs' nodes (null for constants).
+struct Node : std::enable_shared_from_this<Node> {
+  const char* op = "";
+  std::vector<std::shared_ptr<Node>> parents;
+  Shape shape;         // the output's shape
+  Array saved_output;  // detached output value, only when the rule asked for it
+
+  virtual ~Node() = default;
+  virtual Grads vjp(const Array& g, const Array& out, const Need& need) = 0;
+  // Forward mode: the output's tangent from one tangent per parent (zeros where the parent is
+  // not perturbed). The default transposes vjp, which is linear in g: J t = d/du <vjp(u), t>.
+  virtual Array jvp(const Grads& tangents, const Need& perturbed, const Array& out);
+  // Frees what the rules captured (a consuming backward pass runs each node once).
+  virtual void release() { saved_output = Array(); }
+};
+
+// True when an op on these inputs must be recorded (recording on and some input traced).
+bool is_recording();
+template <class... A>
+bool needs_grad(const A&... inputs) {
+  return is_recording() && ((inputs.node() != nullptr) || ...);
+}
+
+// Whether a rule reads the op's output (then the node keeps it alive until the rule runs).
+enum class Keep { nothing, output };
+
+// Attaches a node for `op` to `out`. `inputs` are the op's array inputs, in the order the rule
+// returns cotangents.
+Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
+             Keep keep = Keep::nothing);
+
+// Turns recording off for its lifetime (the top-level backward pass).
+class NoRecord {
+ public:
+  NoRecord();
+  ~NoRecord();
+  NoRecord(const NoRecord&) = delete;
+  NoRecord& operator=(const NoRecord&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Inside a consuming backward pass: `a` (a cotangent or an array a rule captured) is referenced
+// by nothing else, so the rule may overwrite it with its result. Returns `a` as a writable array
+// of `shape`/`dtype` if so and the byte sizes agree, else a fresh uninitialised array.
+Array reusable(const Array& a, const Shape& shape, DType dtype);
+
+// Sums `g` down to `shape` (the inverse of broadcasting), for broadcasting ops' rules.
+Array unbroadcast(const Array& g, const Shape& shape);
+
+}  // namespace autodiff
+
+namespace prim {
+
+// What a primitive's vjp and jvp rules read besides the shapes: its inputs (as they were passed,
+// nodes included, so rules recorded under an outer grad link to them), its output, or both.
+enum class Save : unsigned { nothing = 0, inputs = 1, output = 2, inputs_and_output = 3 };
+constexpr bool saves(Save s, Save what) {
+  return (static_cast<unsigned>(s) & static_cast<unsigned>(what)) != 0;
+}
+
+// An abstract value: what the shape/dtype rule computes without running the kernel.
+struct Aval {
+  Shape shape;
+  DType dtype = DType::float32;
+  friend bool operator==(const Aval&, const Aval&) = default;
+};
+template <class A>
+Aval aval(const A& a) {
+  return {a.shape(), a.dtype()};
+}
+
+// The residuals a recorded primitive keeps for its linear rules.
+template <size_t N>
+struct Residuals {
+  std::array<Array, N> in;     // the inputs, when the primitive's `save` includes inputs
+  std::array<Shape, N> shape;  // the inputs' shapes, always
+};
+
+// One tangent per input: zeros shaped like the input where it is not perturbed (a scalar 0 for
+// a constant), and which ones are perturbed, for rules whose other terms would turn a zero
+// tangent into 0 * inf = NaN (power's log x at x < 0), as JAX's symbolic zeros avoid.
+template <size_t N>
+struct Tangents {
+  std::array<Array, N> t;
+  std::array<bool, N> perturbed{};
+  const Array& operator[](size_t i) const { return t[i]; }
+};
+
+template <class P, size_t N>
+struct PrimNode final : autodiff::Node {
+  explicit PrimNode(const P& p) : prim(p) {}
+  P prim;
+  Residuals<N> res;
+  Grads vjp(const Array& g, const Array& out, const Need& need) override {
+    return prim.vjp(res, out, g, need);
+  }
+  Array jvp(const Grads& tangents, const Need& perturbed, const Array& out) override {
+    Tangents<N> t;
+    for (size_t i = 0; i < N; ++i) t.t[i] = tangents[i], t.perturbed[i] = perturbed[i];
+    return prim.jvp(res, out, t);
+  }
+  void release() override {
+    res = Residuals<N>{};
+    saved_output = Array();
+  }
+};
+
+// Records one application of `p` on `in...` producing `out` (the tape's half of bind).
+template <class P, class... A>
+Array record_primitive(const P& p, Array out, const A&... in) {
+  constexpr size_t N = sizeof...(A);
+  auto node = std::make_shared<PrimNode<P, N>>(p);
+  node->op = p.name();
+  node->parents = {in.node()...};
+  node->shape = out.shape();
+  node->res.shape = {in.shape()...};
+  if constexpr (saves(P::save, Save::inputs)) node->res.in = {in...};
+  if constexpr (saves(P::save, Save::output)) node->saved_output = out.detached();
+  out.set_node(std::move(node));
+  return out;
+}
+
+// Applies primitive `p`: its kernel, then (inside grad/vjp/jvp, on traced inputs) the record
+// that lets the transformations apply its rules.
+template <class P, class... A>
+Array bind(const P& p, const A&... in) {
+  Array out = p.impl(in...);
+  if (!autodiff::needs_grad(in...)) return out;
+  return record_primitive(p, std::move(out), in...);
+}
+
+}  // namespace prim
+}  // namespace flaxpp
