@@ -73,6 +73,9 @@ TraceScope::~TraceScope() { --t_depth; }
 
 Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
              Keep keep) {
+  for (const Array* a : inputs)
+    if (prim::batched(*a))
+      throw std::invalid_argument(std::string("vmap: no batching rule for ") + op + " yet");
   auto node = std::make_shared<ClosureNode>();
   node->op = op;
   node->parents.reserve(inputs.size());
@@ -94,6 +97,7 @@ Array trace_leaf(const Array& x, const char* what) {
   node->op = "trace";
   node->parents.push_back(x.node());  // identity of the outer value, for nested transforms
   node->shape = x.shape();
+  if (x.node()) node->batch = x.node()->batch;  // grad inside vmap: the leaf stays batched
   leaf.set_node(std::move(node));
   return leaf;
 }

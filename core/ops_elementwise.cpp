@@ -14,7 +14,10 @@ namespace flaxpp {
 using autodiff::unbroadcast;
 using prim::Aval;
 using prim::bind;
+using prim::Dims;
+using prim::Mapped;
 using prim::Save;
+using prim::Vals;
 template <size_t N>
 using Res = prim::Residuals<N>;
 template <size_t N>
@@ -188,6 +191,7 @@ struct Add {
     return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(g, r.shape[1]); });
   }
   Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] + t[1]; }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Subtract {
@@ -203,6 +207,7 @@ struct Subtract {
     return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(-g, r.shape[1]); });
   }
   Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] - t[1]; }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Multiply {
@@ -221,6 +226,7 @@ struct Multiply {
   Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
     return t[0] * r.in[1] + r.in[0] * t[1];
   }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // True division, as jnp.divide: integer operands give float32.
@@ -243,6 +249,7 @@ struct Divide {
     const Array &a = r.in[0], &b = r.in[1];
     return t[0] / b - (t[1] * a) / (b * b);
   }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Negative {
@@ -255,6 +262,7 @@ struct Negative {
   Aval abstract_eval(const Aval& a) const { return {a.shape, promote(DType::int32, a.dtype)}; }
   Grads vjp(const Res<1>&, const Array&, const Array& g, const Need&) const { return {-g}; }
   Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return -t[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // x ** y. d/dx = y x^(y-1); d/dy = x^y log x, taken as 0 where x == 0 (as JAX).
@@ -285,6 +293,7 @@ struct Power {
     Array db = t[1] * out * safe_log(a);
     return t.perturbed[0] ? da + db : db;
   }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Exp : UnaryKeepsOutput {
@@ -292,6 +301,7 @@ struct Exp : UnaryKeepsOutput {
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().exp); }
   Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * out}; }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Log : UnaryFloat {
@@ -300,6 +310,7 @@ struct Log : UnaryFloat {
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().log); }
   Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g / r.in[0]}; }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / r.in[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Log1p : UnaryFloat {
@@ -310,6 +321,7 @@ struct Log1p : UnaryFloat {
     return {g / (r.in[0] + 1.f)};
   }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / (r.in[0] + 1.f); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Expm1 : UnaryKeepsOutput {
@@ -317,6 +329,7 @@ struct Expm1 : UnaryKeepsOutput {
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().expm1); }
   Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * (out + 1.f)}; }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (out + 1.f); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Tanh : UnaryKeepsOutput {
@@ -326,6 +339,7 @@ struct Tanh : UnaryKeepsOutput {
     return {g * (1.f - out * out)};
   }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (1.f - out * out); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // jax.nn.sigmoid is the primitive lax.logistic, with the fused rule d/dx = s (1 - s). Chaining
@@ -337,6 +351,7 @@ struct Logistic : UnaryKeepsOutput {
     return {g * out * (1.f - out)};
   }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out * (1.f - out); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Sqrt : UnaryKeepsOutput {
@@ -344,6 +359,7 @@ struct Sqrt : UnaryKeepsOutput {
   Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::sqrt(x); }); }
   Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * 0.5f / out}; }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * 0.5f / out; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 out / x
@@ -355,6 +371,7 @@ struct Rsqrt : UnaryFloat {
     return {g * -0.5f * out / r.in[0]};
   }
   Array jvp(const Res<1>& r, const Array& out, const Tan<1>& t) const { return t[0] * -0.5f * out / r.in[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 struct Erf : UnaryFloat {
@@ -368,6 +385,7 @@ struct Erf : UnaryFloat {
     return {g * static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(r.in[0] * r.in[0]))};
   }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * slope(r.in[0]); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // |x| of float32; d/dx = sign(x), 0 at 0 (JAX's rule).
@@ -377,6 +395,7 @@ struct Abs : UnaryFloat {
   Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::fabs(x); }); }
   Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g * jnp::sign(r.in[0])}; }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * jnp::sign(r.in[0]); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
 // maximum / minimum. On ties the gradient is split evenly between the operands (as
@@ -411,28 +430,38 @@ struct Choose {
     Array wa = share_of_a(r.in[0], r.in[1]);
     return t[0] * wa + t[1] * (1.f - wa);
   }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
-// where(cond, a, b): `cond` (bool) is a parameter; the operands are promoted to one dtype.
+// sign of float32 (integer sign is composed from comparisons); its derivative is 0 (JAX).
+struct Sign : UnaryFloat {  // no rules: nothing is recorded for it
+  static constexpr bool differentiable = false;
+  const char* name() const { return "sign"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; }); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+// where(cond, a, b): `cond` is bool and never differentiated; the rules keep only it.
 struct Where {
-  Array cond;
   static constexpr Save save = Save::nothing;
+  static constexpr std::array<bool, 3> kept_inputs{true, false, false};
   const char* name() const { return "where"; }
-  Array impl(const Array& a0, const Array& b0) const;
-  Aval abstract_eval(const Aval& a, const Aval& b) const {
+  Array impl(const Array& cond, const Array& a0, const Array& b0) const;
+  Aval abstract_eval(const Aval& c, const Aval& a, const Aval& b) const {
     DType d = a.dtype == DType::bool_ && b.dtype == DType::bool_ ? DType::bool_ : promote(a.dtype, b.dtype);
-    Aval ca = broadcast_aval(prim::aval(cond), a, "where", d);
-    return broadcast_aval(ca, b, "where", d);
+    return broadcast_aval(broadcast_aval(c, a, "where", d), b, "where", d);
   }
-  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+  Grads vjp(const Res<3>& r, const Array&, const Array& g, const Need& n) const {
     Array zero(0.f);
-    return both(n, [&] { return unbroadcast(jnp::where(cond, g, zero), r.shape[0]); },
-                [&] { return unbroadcast(jnp::where(cond, zero, g), r.shape[1]); });
+    const Array& cond = r.in[0];
+    return {Array(), n[1] ? unbroadcast(jnp::where(cond, g, zero), r.shape[1]) : Array(),
+            n[2] ? unbroadcast(jnp::where(cond, zero, g), r.shape[2]) : Array()};
   }
-  Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return jnp::where(cond, t[0], t[1]); }
+  Array jvp(const Res<3>& r, const Array&, const Tan<3>& t) const { return jnp::where(r.in[0], t[1], t[2]); }
+  Mapped batch(const Vals<3>& x, const Dims<3>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
 };
 
-Array Where::impl(const Array& a0, const Array& b0) const {
+Array Where::impl(const Array& cond, const Array& a0, const Array& b0) const {
   DType d = promote(a0.dtype(), b0.dtype());
   if (a0.dtype() == DType::bool_ && b0.dtype() == DType::bool_) d = DType::bool_;
   Array a = convert_to(a0, d), b = convert_to(b0, d);
@@ -495,7 +524,7 @@ Array jnp::abs(const Array& a) {
 // sign has zero derivative everywhere (JAX): no node is recorded.
 Array jnp::sign(const Array& a) {
   if (!a.is_float()) return convert_to(jnp::subtract(convert<int32_t>(jnp::greater(a, Array(0))), convert<int32_t>(jnp::less(a, Array(0)))), a.dtype());
-  return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; });
+  return bind(Sign{}, a);
 }
 
 Array jnp::square(const Array& a) { return a * a; }
@@ -506,34 +535,85 @@ Array jnp::minimum(const Array& a, const Array& b) { return bind(Choose{false}, 
 Array jnp::clip(const Array& a, float lo, float hi) { return jnp::minimum(jnp::maximum(a, Array(lo)), Array(hi)); }
 
 Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
-  Array cond = cond0.dtype() == DType::bool_ ? cond0 : convert_to(cond0, DType::bool_);
-  return bind(Where{cond}, a0, b0);
+  Array cond = cond0.dtype() == DType::bool_ ? cond0
+               : prim::batched(cond0)       ? jnp::not_equal(cond0, Array(0))
+                                            : convert_to(cond0, DType::bool_);
+  return bind(Where{}, cond, a0, b0);
 }
 
 // ---- comparisons (bool results, no gradient) -------------------------------------------------
 
-Array jnp::equal(const Array& a, const Array& b) { return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); }); }
-Array jnp::not_equal(const Array& a, const Array& b) { return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); }); }
-Array jnp::less(const Array& a, const Array& b) { return compare(a, b, "less", [](auto x, auto y) { return uint8_t(x < y); }); }
-Array jnp::less_equal(const Array& a, const Array& b) { return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); }); }
-Array jnp::greater(const Array& a, const Array& b) { return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); }); }
-Array jnp::greater_equal(const Array& a, const Array& b) { return compare(a, b, "greater_equal", [](auto x, auto y) { return uint8_t(x >= y); }); }
+namespace {
 
-Array jnp::logical_not(const Array& a) {
-  Array b = convert_to(a, DType::bool_);
-  Array out = Array::empty(b.shape(), DType::bool_);
-  const uint8_t* p = b.data<uint8_t>();
-  uint8_t* o = out.mutable_data<uint8_t>();
-  for (int64_t i = 0, n = b.size(); i < n; ++i) o[i] = !p[i];
-  return out;
-}
+// Primitives without a derivative (bool or integer results, or zero derivative everywhere):
+// a kernel, a shape/dtype rule and a batching rule; nothing is recorded for them.
+
+enum class Cmp { equal, not_equal, less, less_equal, greater, greater_equal };
+struct Compare {
+  Cmp cmp;
+  static constexpr bool differentiable = false;
+  const char* name() const {
+    static constexpr const char* names[] = {"equal", "not_equal", "less", "less_equal", "greater", "greater_equal"};
+    return names[static_cast<int>(cmp)];
+  }
+  Array impl(const Array& a, const Array& b) const {
+    switch (cmp) {
+      case Cmp::equal: return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); });
+      case Cmp::not_equal: return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); });
+      case Cmp::less: return compare(a, b, "less", [](auto x, auto y) { return uint8_t(x < y); });
+      case Cmp::less_equal: return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); });
+      case Cmp::greater: return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); });
+      case Cmp::greater_equal: break;
+    }
+    return compare(a, b, "greater_equal", [](auto x, auto y) { return uint8_t(x >= y); });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const { return broadcast_aval(a, b, name(), DType::bool_); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+struct LogicalNot {
+  static constexpr bool differentiable = false;
+  const char* name() const { return "not"; }
+  Array impl(const Array& a) const {
+    Array b = convert_to(a, DType::bool_);
+    Array out = Array::empty(b.shape(), DType::bool_);
+    const uint8_t* p = b.data<uint8_t>();
+    uint8_t* o = out.mutable_data<uint8_t>();
+    for (int64_t i = 0, n = b.size(); i < n; ++i) o[i] = !p[i];
+    return out;
+  }
+  Aval abstract_eval(const Aval& a) const { return {a.shape, DType::bool_}; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+// astype to another dtype (float32 -> float32 is the identity and binds nothing).
+struct ConvertElementType {
+  DType to;
+  static constexpr bool differentiable = false;
+  const char* name() const { return "convert_element_type"; }
+  Array impl(const Array& a) const { return convert_to(a, to); }
+  Aval abstract_eval(const Aval& a) const { return {a.shape, to}; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+}  // namespace
+
+Array jnp::equal(const Array& a, const Array& b) { return bind(Compare{Cmp::equal}, a, b); }
+Array jnp::not_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::not_equal}, a, b); }
+Array jnp::less(const Array& a, const Array& b) { return bind(Compare{Cmp::less}, a, b); }
+Array jnp::less_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::less_equal}, a, b); }
+Array jnp::greater(const Array& a, const Array& b) { return bind(Compare{Cmp::greater}, a, b); }
+Array jnp::greater_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::greater_equal}, a, b); }
+
+Array jnp::logical_not(const Array& a) { return bind(LogicalNot{}, a); }
 
 // ---- dtype conversion and creation -------------------------------------------------------------
 
 Array jnp::astype(const Array& a, DType dtype) {
-  Array out = convert_to(a, dtype);
-  if (dtype != DType::float32 || !autodiff::needs_grad(a)) return out.node() ? out.detached() : out;
-  return out;  // float32 -> float32 is the identity: `out` is `a`, node included
+  if (a.dtype() != dtype) return bind(ConvertElementType{dtype}, a);
+  if (prim::batched(a)) return a;
+  // float32 -> float32 is the identity: `a`, node included, while it is being differentiated.
+  return a.node() && !autodiff::needs_grad(a) ? a.detached() : a;
 }
 
 Array jnp::zeros(const Shape& shape, DType dtype) {
@@ -574,6 +654,10 @@ Array jnp::full(const Shape& shape, int32_t value) {
 Array jnp::zeros_like(const Array& a) { return zeros(a.shape(), a.dtype()); }
 Array jnp::ones_like(const Array& a) { return ones(a.shape(), a.dtype()); }
 
-Array jnp::stop_gradient(const Array& a) { return a.detached(); }
+Array jnp::stop_gradient(const Array& a) {
+  if (const prim::BatchPayload* b = prim::batched(a))  // the batch stays, its gradient goes
+    return prim::wrap(jnp::stop_gradient(b->value), b->bdim, b->level, b->size);
+  return a.detached();
+}
 
 }  // namespace flaxpp

@@ -11,6 +11,15 @@ namespace flaxpp {
 
 using autodiff::needs_grad;
 using autodiff::record;
+using prim::Aval;
+using prim::Dims;
+using prim::Mapped;
+using prim::Save;
+using prim::Vals;
+template <size_t N>
+using Res = prim::Residuals<N>;
+template <size_t N>
+using Tan = prim::Tangents<N>;
 
 namespace {
 
@@ -89,6 +98,43 @@ Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
                 });
 }
 
+// matmul of operands of rank >= 2 as one table primitive. Eager calls keep the kernels above
+// (and their fused rules); vmap binds this block, so that per-example products become one
+// batched product, and grad inside vmap differentiates it with the generic rules.
+struct Matmul {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "matmul"; }
+  Array impl(const Array& a, const Array& b) const {
+    if (a.ndim() == 2 && b.ndim() == 2) return mm2d(a.detached(), b.detached(), false, false);
+    return matmul_nd(a, b);
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    Shape lead = broadcast_shapes(Shape(std::span<const int64_t>(a.shape.begin(), a.shape.size() - 2)),
+                                  Shape(std::span<const int64_t>(b.shape.begin(), b.shape.size() - 2)), "matmul");
+    lead.push_back(a.shape[a.shape.size() - 2]);
+    lead.push_back(b.shape.back());
+    return {lead, DType::float32};
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& need) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    Grads d(2);
+    if (need[0]) d[0] = autodiff::unbroadcast(jnp::matmul(g, jnp::swapaxes(b, -1, -2)), a.shape());
+    if (need[1]) d[1] = autodiff::unbroadcast(jnp::matmul(jnp::swapaxes(a, -1, -2), g), b.shape());
+    return d;
+  }
+  Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
+    return jnp::matmul(t[0], r.in[1]) + jnp::matmul(r.in[0], t[1]);
+  }
+  // Batch axes first, and ones inserted so that the batched operand's leading (batch) axes line
+  // up with the other's under broadcasting: one product over the whole batch.
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    size_t rank = std::max(x[0].ndim() - (d[0] != prim::not_mapped), x[1].ndim() - (d[1] != prim::not_mapped));
+    Array a = d[0] == prim::not_mapped ? x[0] : prim::batch_first(x[0], d[0], rank);
+    Array b = d[1] == prim::not_mapped ? x[1] : prim::batch_first(x[1], d[1], rank);
+    return {jnp::matmul(a, b), 0};
+  }
+};
+
 }  // namespace
 
 Array jnp::matmul(const Array& a, const Array& b) {
@@ -108,6 +154,12 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (b.ndim() == 1) s.erase(s.size() - 1);
     if (a.ndim() == 1) s.erase(s.size() - 1 - (b.ndim() == 1 ? 0 : 1));
     return reshape(r, s);
+  }
+  if (prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b))) {
+    if (a.shape().back() != b.shape()[b.ndim() - 2])
+      throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) +
+                                  " @ " + to_string(b.shape()));
+    return prim::bind(Matmul{}, a, b);
   }
   if (a.ndim() == 2 && b.ndim() == 2) {
     if (a.shape()[1] != b.shape()[0])

@@ -11,7 +11,10 @@ namespace flaxpp {
 
 using prim::Aval;
 using prim::bind;
+using prim::Dims;
+using prim::Mapped;
 using prim::Save;
+using prim::Vals;
 template <size_t N>
 using Res = prim::Residuals<N>;
 template <size_t N>
@@ -73,6 +76,15 @@ Array expand_back(const Array& g, const Reduction& r, const Shape& in) {
   return jnp::broadcast_to(jnp::reshape(g, r.kept), in);
 }
 
+// A reduction's batching rule reduces the batched value (batch axis first) over the same axes,
+// shifted past the batch axis. (A per-example scalar has no axes to reduce: the callers return
+// it unchanged.)
+Reduction batched_plan(const Reduction& r, const Shape& batched_shape, const char* op) {
+  Axes axes;
+  for (int64_t a : r.axes) axes.push_back(a + 1);
+  return plan(batched_shape, axes, op);
+}
+
 // ============================== the reduction primitives ======================================
 
 // sum over r.axes: float32 accumulates in double (deterministic and at least as accurate as
@@ -109,6 +121,11 @@ struct Sum {
     return {expand_back(g, r, res.shape[0])};
   }
   Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::sum(t[0], r.axes, keepdims); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    if (r.axes.empty()) return {x[0].is_float() || x[0].dtype() == DType::uint32 ? x[0] : jnp::astype(x[0], DType::int32), d[0]};
+    Array v = prim::moveaxis(x[0], d[0], 0);
+    return {bind(Sum{batched_plan(r, v.shape(), "sum"), keepdims}, v), 0};
+  }
 };
 
 // max / min over r.axes (NaN wins). Ties share the gradient equally (as JAX's reduce_max rule).
@@ -153,6 +170,11 @@ struct Extreme {
     Array s = jnp::sum(hit * t[0], r.axes, true) / count;
     return keepdims ? s : jnp::reshape(s, r.dropped);
   }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    if (r.axes.empty()) return {x[0], d[0]};
+    Array v = prim::moveaxis(x[0], d[0], 0);
+    return {bind(Extreme{batched_plan(r, v.shape(), name()), keepdims, is_max}, v), 0};
+  }
 };
 
 Array extreme(const Array& a, const Axes& axes, bool keepdims, bool is_max) {
@@ -193,28 +215,50 @@ Array jnp::logsumexp(const Array& a, const Axes& axes, bool keepdims) {
   return jnp::reshape(s, plan(a.shape(), axes, "logsumexp").dropped);
 }
 
+namespace {
+
+// argmax along one axis: int32 indices, the first of equal maxima, the first NaN (as NumPy).
+struct Argmax {
+  size_t ax;
+  bool keepdims;
+  static constexpr bool differentiable = false;
+  const char* name() const { return "argmax"; }
+  Array impl(const Array& a) const {
+    Array x = jnp::astype(a, DType::float32);
+    Reduction r = plan(a.shape(), {static_cast<int64_t>(ax)}, "argmax");
+    int64_t outer = 1, n = a.shape()[ax], inner = 1;
+    for (size_t i = 0; i < ax; ++i) outer *= a.shape()[i];
+    for (size_t i = ax + 1; i < a.ndim(); ++i) inner *= a.shape()[i];
+    Array out = Array::empty(r.kept, DType::int32);
+    const float* p = x.data<float>();
+    int32_t* o = out.mutable_data<int32_t>();
+    for (int64_t i = 0; i < outer; ++i)
+      for (int64_t k = 0; k < inner; ++k) {
+        int64_t best = 0;
+        float bv = p[i * n * inner + k];
+        for (int64_t j = 1; j < n && !std::isnan(bv); ++j) {
+          float v = p[(i * n + j) * inner + k];
+          if (v > bv || std::isnan(v)) bv = v, best = j;  // first NaN wins, as NumPy
+        }
+        o[i * inner + k] = static_cast<int32_t>(best);
+      }
+    return finish(out, r, keepdims);
+  }
+  Aval abstract_eval(const Aval& a) const {
+    Reduction r = plan(a.shape, {static_cast<int64_t>(ax)}, "argmax");
+    return {keepdims ? r.kept : r.dropped, DType::int32};
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return {bind(Argmax{ax + 1, keepdims}, prim::moveaxis(x[0], d[0], 0)), 0};
+  }
+};
+
+}  // namespace
+
 Array jnp::argmax(const Array& a, int64_t axis, bool keepdims) {
   size_t ax = normalize_axis(axis, a.ndim(), "argmax");
   if (a.shape()[ax] == 0) throw std::invalid_argument("argmax: zero-size axis in shape " + to_string(a.shape()));
-  Array x = jnp::astype(a, DType::float32);
-  Reduction r = plan(a.shape(), {static_cast<int64_t>(ax)}, "argmax");
-  int64_t outer = 1, n = a.shape()[ax], inner = 1;
-  for (size_t i = 0; i < ax; ++i) outer *= a.shape()[i];
-  for (size_t i = ax + 1; i < a.ndim(); ++i) inner *= a.shape()[i];
-  Array out = Array::empty(r.kept, DType::int32);
-  const float* p = x.data<float>();
-  int32_t* o = out.mutable_data<int32_t>();
-  for (int64_t i = 0; i < outer; ++i)
-    for (int64_t k = 0; k < inner; ++k) {
-      int64_t best = 0;
-      float bv = p[i * n * inner + k];
-      for (int64_t j = 1; j < n && !std::isnan(bv); ++j) {
-        float v = p[(i * n + j) * inner + k];
-        if (v > bv || std::isnan(v)) bv = v, best = j;  // first NaN wins, as NumPy
-      }
-      o[i * inner + k] = static_cast<int32_t>(best);
-    }
-  return finish(out, r, keepdims);
+  return bind(Argmax{ax, keepdims}, a);
 }
 
 }  // namespace flaxpp

@@ -12,22 +12,28 @@
 //     prim::Aval abstract_eval(const prim::Aval& a) const; // shape/dtype rule
 //     Grads vjp(const Res& r, const Array& out, const Array& g, const Need&) const;  // transpose
 //     Array jvp(const Res& r, const Array& out, const Tangents& t) const;            // linearize
+//     Mapped batch(const Vals<1>& x, const Dims<1>& bdim, int64_t size) const;       // vmap
 //   };
 //   Array jnp::exp(const Array& a) { return prim::bind(Exp{}, a); }
 //
 // prim::bind runs the kernel (eager evaluation: nothing else happens outside a transformation)
 // and, when an input is traced by grad/vjp/jvp, records one node holding the primitive and the
 // residuals its `save` asks for. backward() calls the node's vjp rule, forward() (jvp) its jvp
-// rule; both rules read the same residuals (the linearisation point).
+// rule; both rules read the same residuals (the linearisation point). When an input is batched
+// by vmap, bind calls the batching rule instead of the kernel: the rule runs the primitive once
+// on the whole batch. A primitive with `static constexpr bool differentiable = false` (the
+// comparisons, argmax) has no vjp/jvp and is never recorded.
 //
 // Ops not yet in the table record a closure with autodiff::record(op, out, inputs, rule, keep);
 // forward mode then transposes that closure (slower, but exact).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -39,6 +45,18 @@ namespace flaxpp {
 // like it (entries not needed may be left default-constructed).
 using Need = std::vector<bool>;
 using Grads = std::vector<Array>;
+
+namespace prim {
+// How vmap carries a batched value (core/vmap.hpp): an Array of the per-example shape whose
+// node holds the whole batch, `value`, mapped along `bdim` (size `size`), for the vmap at
+// nesting `level`. `value` may itself be batched at an outer level.
+struct BatchPayload {
+  Array value;
+  int bdim = 0;
+  int level = 0;
+  int64_t size = 0;
+};
+}  // namespace prim
 
 namespace autodiff {
 
@@ -52,6 +70,8 @@ struct Node : std::enable_shared_from_this<Node> {
   std::vector<std::shared_ptr<Node>> parents;
   Shape shape;         // the output's shape
   Array saved_output;  // detached output value, only when the rule asked for it
+  bool tape = true;    // false for a node that only carries a batch (nothing to differentiate)
+  std::shared_ptr<const prim::BatchPayload> batch;  // set when the value is batched by vmap
 
   virtual ~Node() = default;
   virtual Grads vjp(const Array& g, const Array& out, const Need& need) = 0;
@@ -155,6 +175,56 @@ struct PrimNode final : autodiff::Node {
   }
 };
 
+// ---- batching (vmap) -------------------------------------------------------------------------
+
+inline constexpr int not_mapped = -1;
+namespace detail {
+inline thread_local int t_batching_depth = 0;  // active vmaps on this thread
+}
+inline int batching_depth() { return detail::t_batching_depth; }
+inline const BatchPayload* batched(const Array& a) {
+  const auto& n = a.node();
+  return n ? n->batch.get() : nullptr;
+}
+// An array of the per-example shape standing for `value` mapped along `bdim` at `level`.
+Array wrap(Array value, int bdim, int level, int64_t size);
+// `a` without its tape node (a saved output), keeping its batch.
+Array untaped(const Array& a);
+// x with axis `from` moved to `to` (a transpose; no copy when from == to).
+Array moveaxis(const Array& x, int64_t from, int64_t to);
+// Batched x (bdim d) with the batch axis first and ones inserted after it up to `rank`
+// per-example axes, so that it broadcasts against unbatched operands of rank <= `rank`.
+Array batch_first(const Array& x, int d, size_t rank);
+
+// A batching rule's result: the batched output and where its batch axis is.
+struct Mapped {
+  Array value;
+  int bdim = 0;
+};
+template <size_t N>
+using Vals = std::array<Array, N>;
+template <size_t N>
+using Dims = std::array<int, N>;
+
+// The batching rule every elementwise primitive shares: batch axes to the front, unbatched
+// operands broadcast as they are, then the primitive once on the whole batch.
+template <class P, size_t N>
+Mapped batch_elementwise(const P& p, const Vals<N>& x, const Dims<N>& d);
+
+template <class P>
+constexpr bool is_differentiable() {
+  if constexpr (requires { P::differentiable; })
+    return P::differentiable;
+  else
+    return true;
+}
+
+// True when an op on these inputs goes on the tape (recording on, some input traced by grad).
+template <class... A>
+bool on_tape(const A&... in) {
+  return autodiff::is_recording() && ((in.node() && in.node()->tape) || ...);
+}
+
 // Records one application of `p` on `in...` producing `out` (the tape's half of bind).
 template <class P, class... A>
 Array record_primitive(const P& p, Array out, const A&... in) {
@@ -164,19 +234,69 @@ Array record_primitive(const P& p, Array out, const A&... in) {
   node->parents = {in.node()...};
   node->shape = out.shape();
   node->res.shape = {in.shape()...};
-  if constexpr (saves(P::save, Save::inputs)) node->res.in = {in...};
-  if constexpr (saves(P::save, Save::output)) node->saved_output = out.detached();
+  if constexpr (requires { P::kept_inputs; }) {  // only some inputs (where keeps its condition)
+    size_t i = 0;
+    ((P::kept_inputs[i] ? (void)(node->res.in[i] = in) : (void)0, ++i), ...);
+  } else if constexpr (saves(P::save, Save::inputs)) {
+    node->res.in = {in...};
+  }
+  if (out.node()) {  // a batched output: the node carries the batch too
+    node->batch = out.node()->batch;
+    if constexpr (saves(P::save, Save::output)) node->saved_output = untaped(out);
+  } else if constexpr (saves(P::save, Save::output)) {
+    node->saved_output = out.detached();
+  }
   out.set_node(std::move(node));
   return out;
 }
 
+// vmap's half of bind: the inputs batched at the innermost level are unwrapped, the batching
+// rule runs the primitive once on the whole batch, and the result is wrapped again.
+template <class P, class... A>
+Array bind_batched(const P& p, const A&... in) {
+  constexpr size_t N = sizeof...(A);
+  int level = -1;
+  int64_t size = 0;
+  auto top = [&](const Array& a) {
+    if (const BatchPayload* b = batched(a); b && b->level > level) level = b->level, size = b->size;
+  };
+  (top(in), ...);
+  auto at_level = [&](const Array& a) {
+    const BatchPayload* b = batched(a);
+    return b && b->level == level ? b : nullptr;
+  };
+  Vals<N> vals{(at_level(in) ? at_level(in)->value : in)...};
+  Dims<N> dims{(at_level(in) ? at_level(in)->bdim : not_mapped)...};
+  Mapped r = p.batch(vals, dims, size);
+  Array out = wrap(std::move(r.value), r.bdim, level, size);
+  if constexpr (is_differentiable<P>())
+    if (on_tape(in...)) return record_primitive(p, std::move(out), in...);
+  return out;
+}
+
 // Applies primitive `p`: its kernel, then (inside grad/vjp/jvp, on traced inputs) the record
-// that lets the transformations apply its rules.
+// that lets the transformations apply its rules; under vmap, its batching rule.
 template <class P, class... A>
 Array bind(const P& p, const A&... in) {
+  if (batching_depth() > 0 && ((batched(in) != nullptr) || ...)) [[unlikely]]
+    return bind_batched(p, in...);
   Array out = p.impl(in...);
-  if (!autodiff::needs_grad(in...)) return out;
-  return record_primitive(p, std::move(out), in...);
+  if constexpr (is_differentiable<P>())
+    if (on_tape(in...)) return record_primitive(p, std::move(out), in...);
+  return out;
+}
+
+template <class P, size_t N>
+Mapped batch_elementwise(const P& p, const Vals<N>& x, const Dims<N>& d) {
+  if constexpr (N == 1) {
+    return {bind(p, x[0]), d[0]};
+  } else {
+    size_t rank = 0;
+    for (size_t i = 0; i < N; ++i) rank = std::max(rank, x[i].ndim() - (d[i] != not_mapped));
+    Vals<N> y;
+    for (size_t i = 0; i < N; ++i) y[i] = d[i] == not_mapped ? x[i] : batch_first(x[i], d[i], rank);
+    return {std::apply([&](const auto&... a) { return bind(p, a...); }, y), 0};
+  }
 }
 
 }  // namespace prim
