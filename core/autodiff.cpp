@@ -39,11 +39,16 @@ void add_in_place(Array& acc, const Array& g) {
 // A closure rule recorded by autodiff::record (ops not yet in the primitive table).
 struct ClosureNode final : Node {
   VjpRule rule;
+  JvpRule jvp_rule;
   Grads vjp(const Array& g, const Array& out, const Need& need) override {
     return rule(g, out, need);
   }
+  Array jvp(const Grads& t, const Need& perturbed, const Array& out) override {
+    return jvp_rule ? jvp_rule(t, perturbed, out) : Node::jvp(t, perturbed, out);
+  }
   void release() override {
     rule = nullptr;
+    jvp_rule = nullptr;
     saved_output = Array();
   }
 };
@@ -72,7 +77,7 @@ TraceScope::TraceScope() { ++t_depth; }
 TraceScope::~TraceScope() { --t_depth; }
 
 Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
-             Keep keep) {
+             Keep keep, JvpRule jvp) {
   for (const Array* a : inputs)
     if (prim::batched(*a))
       throw std::invalid_argument(std::string("vmap: no batching rule for ") + op + " yet");
@@ -81,6 +86,7 @@ Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRul
   node->parents.reserve(inputs.size());
   for (const Array* a : inputs) node->parents.push_back(a->node());
   node->rule = std::move(rule);
+  node->jvp_rule = std::move(jvp);
   node->shape = out.shape();
   if (keep == Keep::output) node->saved_output = out.detached();
   out.set_node(std::move(node));

@@ -75,12 +75,21 @@ Array matmul_nd(const Array& a, const Array& b) {
   return out;
 }
 
+// d(a @ b) = da @ b + a @ db over the perturbed operands (forward mode of every product below;
+// jnp::matmul, so a tangent batched by vmap gives one batched product).
+Array product_jvp(const Array& a, const Array& b, const Array& ta, const Array& tb, const Need& p) {
+  if (p[0] && p[1]) return jnp::matmul(ta, b) + jnp::matmul(a, tb);
+  return p[0] ? jnp::matmul(ta, b) : jnp::matmul(a, tb);
+}
+
 // op(a) @ op(b) for 2-D float32 operands, op = transpose where the flag is set: BLAS reads the
 // operand transposed, so gradients need no transposed copies. Its rule uses itself, so
 // grad-of-grad works: for C = op(A) op(B),
 //   dA = G op(B)^T (or op(B) G^T when A is read transposed),
 //   dB = op(A)^T G (or G^T op(A) when B is read transposed).
 Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
+  if (prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b)))  // a rule under vmap
+    return jnp::matmul(ta ? jnp::transpose(a) : a, tb ? jnp::transpose(b) : b);
   int64_t m = a.shape()[ta ? 1 : 0], k = a.shape()[ta ? 0 : 1], n = b.shape()[tb ? 0 : 1];
   Array out = Array::empty({m, n}, DType::float32);
   float* po = out.mutable_data<float>();
@@ -95,6 +104,13 @@ Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
                   if (need[0]) r[0] = ta ? mm2d(b, g, tb, true) : mm2d(g, b, false, !tb);
                   if (need[1]) r[1] = tb ? mm2d(g, a, true, ta) : mm2d(a, g, !ta, false);
                   return r;
+                },
+                autodiff::Keep::nothing,
+                [a, b, ta, tb](const Grads& t, const Need& p, const Array&) {
+                  auto op = [](const Array& m, bool transposed) {
+                    return transposed ? jnp::transpose(m) : m;
+                  };
+                  return product_jvp(op(a, ta), op(b, tb), op(t[0], ta), op(t[1], tb), p);
                 });
 }
 
@@ -181,7 +197,7 @@ Array jnp::matmul(const Array& a, const Array& b) {
       if (need[1]) r[1] = mm2d(a2, g2, true, false);
       return r;
     }
-    if (a.ndim() == 2 && !autodiff::is_recording()) {
+    if (a.ndim() == 2 && !autodiff::is_recording() && !prim::batched(g)) {
       // One matrix times a batch (the spatial product W (n, n) @ x (B, n, d)), straight on BLAS:
       // dW = sum_i g_i x_i^T accumulated in place (no (B, n, n) intermediate), dx_i = W^T g_i.
       int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape().back(), count = b.size() / std::max<int64_t>(1, k * n);
@@ -204,6 +220,8 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (need[0]) r[0] = autodiff::unbroadcast(matmul(g, swapaxes(b, -1, -2)), a.shape());
     if (need[1]) r[1] = autodiff::unbroadcast(matmul(swapaxes(a, -1, -2), g), b.shape());
     return r;
+  }, autodiff::Keep::nothing, [a, b](const Grads& t, const Need& p, const Array&) {
+    return product_jvp(a, b, t[0], t[1], p);
   });
 }
 

@@ -63,6 +63,10 @@ namespace autodiff {
 // A closure vjp rule (ops outside the primitive table): given the output cotangent `g` and the
 // output itself (with its node, usable in recorded expressions), one cotangent per input.
 using VjpRule = std::function<Grads(const Array& g, const Array& out, const Need& need)>;
+// Its optional jvp rule: the output's tangent from the inputs' tangents (only those with
+// perturbed[i] set carry one; the others are zeros, or a scalar 0 for constants).
+using JvpRule =
+    std::function<Array(const Grads& tangents, const Need& perturbed, const Array& out)>;
 
 // One recorded application of an op. `parents` are the inputs' nodes (null for constants).
 struct Node : std::enable_shared_from_this<Node> {
@@ -94,8 +98,9 @@ enum class Keep { nothing, output };
 
 // Attaches a node for `op` to `out`. `inputs` are the op's array inputs, in the order the rule
 // returns cotangents.
+// Without a jvp rule, forward mode transposes `rule` (exact, but it cannot run under vmap).
 Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
-             Keep keep = Keep::nothing);
+             Keep keep = Keep::nothing, JvpRule jvp = nullptr);
 
 // Turns recording off for its lifetime (the top-level backward pass).
 class NoRecord {
