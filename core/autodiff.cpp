@@ -81,6 +81,10 @@ Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRul
   for (const Array* a : inputs)
     if (prim::batched(*a))
       throw std::invalid_argument(std::string("vmap: no batching rule for ") + op + " yet");
+  for (const Array* a : inputs)
+    if (prim::traced(*a))
+      throw std::invalid_argument(std::string("make_jaxpr: ") + op +
+                                  " is not in the primitive table yet");
   auto node = std::make_shared<ClosureNode>();
   node->op = op;
   node->parents.reserve(inputs.size());
@@ -98,6 +102,9 @@ Array trace_leaf(const Array& x, const char* what) {
     throw std::invalid_argument(std::string(what) +
                                 " requires float32 inputs, got an array of dtype " +
                                 dtype_name(x.dtype()) + " and shape " + to_string(x.shape()));
+  if (prim::traced(x))
+    throw std::invalid_argument(std::string("make_jaxpr: ") + what +
+                                " inside a traced function is not supported yet");
   Array leaf = x.detached();
   auto node = std::make_shared<LeafNode>();
   node->op = "trace";

@@ -536,7 +536,7 @@ Array jnp::clip(const Array& a, float lo, float hi) { return jnp::minimum(jnp::m
 
 Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
   Array cond = cond0.dtype() == DType::bool_ ? cond0
-               : prim::batched(cond0)       ? jnp::not_equal(cond0, Array(0))
+               : prim::batched(cond0) || prim::traced(cond0) ? jnp::not_equal(cond0, Array(0))
                                             : convert_to(cond0, DType::bool_);
   return bind(Where{}, cond, a0, b0);
 }
@@ -591,6 +591,7 @@ struct ConvertElementType {
   DType to;
   static constexpr bool differentiable = false;
   const char* name() const { return "convert_element_type"; }
+  std::string params() const { return std::string("new_dtype=") + dtype_name(to); }
   Array impl(const Array& a) const { return convert_to(a, to); }
   Aval abstract_eval(const Aval& a) const { return {a.shape, to}; }
   Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
@@ -655,6 +656,7 @@ Array jnp::zeros_like(const Array& a) { return zeros(a.shape(), a.dtype()); }
 Array jnp::ones_like(const Array& a) { return ones(a.shape(), a.dtype()); }
 
 Array jnp::stop_gradient(const Array& a) {
+  if (prim::traced(a)) return a;  // the identity in a jaxpr (nothing differentiates it there)
   if (const prim::BatchPayload* b = prim::batched(a))  // the batch stays, its gradient goes
     return prim::wrap(jnp::stop_gradient(b->value), b->bdim, b->level, b->size);
   return a.detached();

@@ -171,7 +171,8 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (a.ndim() == 1) s.erase(s.size() - 1 - (b.ndim() == 1 ? 0 : 1));
     return reshape(r, s);
   }
-  if (prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b))) {
+  if ((prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b))) ||
+      (prim::detail::t_tracing > 0 && (prim::traced(a) || prim::traced(b)))) {
     if (a.shape().back() != b.shape()[b.ndim() - 2])
       throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) +
                                   " @ " + to_string(b.shape()));

@@ -94,6 +94,7 @@ struct Sum {
   bool keepdims;
   static constexpr Save save = Save::nothing;
   const char* name() const { return "sum"; }
+  std::string params() const { return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : ""); }
   Array impl(const Array& a) const {
     Array out;
     if (a.dtype() == DType::float32) {
@@ -135,6 +136,7 @@ struct Extreme {
   bool is_max;
   static constexpr Save save = Save::inputs_and_output;
   const char* name() const { return is_max ? "max" : "min"; }
+  std::string params() const { return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : ""); }
   Array impl(const Array& a) const {
     Array out;
     if (a.dtype() == DType::float32) {
@@ -223,6 +225,7 @@ struct Argmax {
   bool keepdims;
   static constexpr bool differentiable = false;
   const char* name() const { return "argmax"; }
+  std::string params() const { return "axes=(" + std::to_string(ax) + ",)" + (keepdims ? " keepdims" : ""); }
   Array impl(const Array& a) const {
     Array x = jnp::astype(a, DType::float32);
     Reduction r = plan(a.shape(), {static_cast<int64_t>(ax)}, "argmax");

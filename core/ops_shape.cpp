@@ -28,6 +28,7 @@ struct Reshape {
   Shape shape;
   static constexpr Save save = Save::nothing;
   const char* name() const { return "reshape"; }
+  std::string params() const { return "new_sizes=" + prim::tuple_str(shape); }
   Array impl(const Array& a) const { return a.reshaped(shape); }
   Aval abstract_eval(const Aval& a) const { return {shape, a.dtype}; }
   Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {jnp::reshape(g, r.shape[0])}; }
@@ -44,6 +45,7 @@ struct Transpose {
   Axes perm;
   static constexpr Save save = Save::nothing;
   const char* name() const { return "transpose"; }
+  std::string params() const { return "permutation=" + prim::tuple_str(perm); }
   Array impl(const Array& a) const;
   Aval abstract_eval(const Aval& a) const {
     Shape s;
@@ -69,6 +71,7 @@ struct BroadcastTo {
   Shape shape;
   static constexpr Save save = Save::nothing;
   const char* name() const { return "broadcast_to"; }
+  std::string params() const { return "shape=" + prim::tuple_str(shape); }
   Array impl(const Array& a) const {
     Array out = Array::empty(shape, a.dtype());
     switch (itemsize(a.dtype())) {

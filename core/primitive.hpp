@@ -33,6 +33,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -76,6 +77,7 @@ struct Node : std::enable_shared_from_this<Node> {
   Array saved_output;  // detached output value, only when the rule asked for it
   bool tape = true;    // false for a node that only carries a batch (nothing to differentiate)
   std::shared_ptr<const prim::BatchPayload> batch;  // set when the value is batched by vmap
+  int ir_var = -1;  // the variable's number when make_jaxpr traces the value (core/jaxpr.hpp)
 
   virtual ~Node() = default;
   virtual Grads vjp(const Array& g, const Array& out, const Need& need) = 0;
@@ -143,6 +145,13 @@ template <class A>
 Aval aval(const A& a) {
   return {a.shape(), a.dtype()};
 }
+// "(0, 2)": a tuple as a jaxpr prints an equation's parameters.
+template <class V>
+std::string tuple_str(const V& v) {
+  std::string s = "(";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
+  return s + (v.size() == 1 ? ",)" : ")");
+}
 
 // The residuals a recorded primitive keeps for its linear rules.
 template <size_t N>
@@ -179,6 +188,24 @@ struct PrimNode final : autodiff::Node {
     saved_output = Array();
   }
 };
+
+// ---- tracing into the IR (make_jaxpr, core/jaxpr.hpp) ------------------------------------------
+
+namespace detail {
+inline thread_local int t_tracing = 0;  // make_jaxpr active on this thread
+}
+inline bool traced(const Array& a) { return a.node() && a.node()->ir_var >= 0; }
+// Appends `name[params] ins` to the jaxpr being built; returns the output variable, shaped by
+// the primitive's shape/dtype rule.
+Array trace_equation(const char* name, const std::string& params, const Aval& out,
+                     const std::vector<const Array*>& ins);
+
+template <class P, class... A>
+Array bind_traced(const P& p, const A&... in) {
+  std::string params;
+  if constexpr (requires { p.params(); }) params = p.params();
+  return trace_equation(p.name(), params, p.abstract_eval(aval(in)...), {&in...});
+}
 
 // ---- batching (vmap) -------------------------------------------------------------------------
 
@@ -285,6 +312,8 @@ template <class P, class... A>
 Array bind(const P& p, const A&... in) {
   if (batching_depth() > 0 && ((batched(in) != nullptr) || ...)) [[unlikely]]
     return bind_batched(p, in...);
+  if (detail::t_tracing > 0 && (traced(in) || ...)) [[unlikely]]
+    return bind_traced(p, in...);
   Array out = p.impl(in...);
   if constexpr (is_differentiable<P>())
     if (on_tape(in...)) return record_primitive(p, std::move(out), in...);
