@@ -20,13 +20,6 @@ struct ConsumingScope {
   ~ConsumingScope() { t_consuming = prev; }
 };
 
-// Recording on for its lifetime, whatever the enclosing pass set (Node::jvp's transpose).
-struct ForceRecord {
-  bool prev = t_recording;
-  ForceRecord() { t_recording = true; }
-  ~ForceRecord() { t_recording = prev; }
-};
-
 // acc += g, elementwise, same shape (the same float additions jnp::add makes).
 void add_in_place(Array& acc, const Array& g) {
   float* pa = acc.mutable_data<float>();
@@ -72,6 +65,8 @@ int trace_depth() { return t_depth; }
 
 NoRecord::NoRecord() : prev_(t_recording) { t_recording = false; }
 NoRecord::~NoRecord() { t_recording = prev_; }
+RecordOn::RecordOn() : prev_(t_recording) { t_recording = true; }
+RecordOn::~RecordOn() { t_recording = prev_; }
 
 TraceScope::TraceScope() { ++t_depth; }
 TraceScope::~TraceScope() { --t_depth; }
@@ -139,7 +134,7 @@ Array unbroadcast(const Array& g, const Shape& shape) {
 // J t = sum_k J_k t_k = d/du sum_k <vjp_k(u), t_k>, differentiated once at u = 0.
 Array Node::jvp(const Grads& tangents, const Need& need, const Array& out) {
   bool nested = t_depth > 0 && t_recording;
-  ForceRecord recording;
+  RecordOn recording;
   Array u, s(0.f);
   {
     TraceScope scope;

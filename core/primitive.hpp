@@ -116,6 +116,19 @@ class NoRecord {
   bool prev_;
 };
 
+// Turns recording on for its lifetime, whatever the enclosing pass set (a rule that traces a
+// function again: checkpoint's recomputation, forward mode's transpose of a closure rule).
+class RecordOn {
+ public:
+  RecordOn();
+  ~RecordOn();
+  RecordOn(const RecordOn&) = delete;
+  RecordOn& operator=(const RecordOn&) = delete;
+
+ private:
+  bool prev_;
+};
+
 // Inside a consuming backward pass: `a` (a cotangent or an array a rule captured) is referenced
 // by nothing else, so the rule may overwrite it with its result. Returns `a` as a writable array
 // of `shape`/`dtype` if so and the byte sizes agree, else a fresh uninitialised array.
