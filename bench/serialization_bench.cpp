@@ -14,6 +14,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "serialization/checksum.hpp"
 #include "serialization/serialization.hpp"
 
 using namespace flaxpp;
@@ -111,14 +112,15 @@ void BM_json_from_json(benchmark::State& state) {
 std::filesystem::path bench_file(const char* name) {
   return std::filesystem::temp_directory_path() / name;
 }
-void save_file(benchmark::State& state, const char* name) {
+// checksum: the CRC32C sidecar training checkpoints carry (computed on save, verified on load).
+void save_file(benchmark::State& state, const char* name, bool checksum = false) {
   const Tree& t = gmlp_params();
-  for (auto _ : state) save(bench_file(name), t);
+  for (auto _ : state) save(bench_file(name), t, {.checksum = checksum});
   report(state, std::filesystem::file_size(bench_file(name)));
 }
-void load_file(benchmark::State& state, const char* name) {
+void load_file(benchmark::State& state, const char* name, bool checksum = false) {
   const Tree& t = gmlp_params();
-  save(bench_file(name), t);
+  save(bench_file(name), t, {.checksum = checksum});
   for (auto _ : state) benchmark::DoNotOptimize(load(bench_file(name), t));
   report(state, std::filesystem::file_size(bench_file(name)));
 }
@@ -137,6 +139,14 @@ constexpr const char* kJsonFile = "flaxpp_bench.json";
 void BM_msgpack_save_file(benchmark::State& s) { save_file(s, kMsgpackFile); }
 void BM_msgpack_load_file(benchmark::State& s) { load_file(s, kMsgpackFile); }
 void BM_msgpack_save_load_file(benchmark::State& s) { save_load_file(s, kMsgpackFile); }
+void BM_msgpack_save_file_crc32c(benchmark::State& s) { save_file(s, kMsgpackFile, true); }
+void BM_msgpack_load_file_crc32c(benchmark::State& s) { load_file(s, kMsgpackFile, true); }
+// The checksum alone, over the checkpoint's bytes in memory.
+void BM_crc32c(benchmark::State& state) {
+  auto b = to_bytes(gmlp_params());
+  for (auto _ : state) benchmark::DoNotOptimize(crc32c(b.data(), b.size()));
+  report(state, b.size());
+}
 void BM_json_save_file(benchmark::State& s) { save_file(s, kJsonFile); }
 void BM_json_load_file(benchmark::State& s) { load_file(s, kJsonFile); }
 void BM_json_save_load_file(benchmark::State& s) { save_load_file(s, kJsonFile); }
@@ -148,6 +158,9 @@ BENCHMARK(BM_msgpack_from_bytes)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_msgpack_save_file)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_msgpack_load_file)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_msgpack_save_load_file)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_msgpack_save_file_crc32c)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_msgpack_load_file_crc32c)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_crc32c)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_json_to_json)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_json_from_json)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_json_save_file)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -13,19 +13,23 @@
 // are read off the parameter shapes, and flags that are given must agree with them. Causality is
 // not stored in parameters: --causal (default) or --no-causal.
 #include <chrono>
+#include <cstdio>
 #include <cstdint>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
+#include "core/format.hpp"
 #include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 
@@ -95,12 +99,36 @@ std::string describe(const models::gMLP& m) {
   return s + ")";
 }
 
-// 1,234,567
-std::string with_commas(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > (v < 0 ? 1 : 0); i -= 3)
-    s.insert(static_cast<size_t>(i), ",");
-  return s;
+using format::with_commas;
+
+// Refuses, before anything is allocated, a model whose parameters alone exceed this machine's
+// memory, naming the flag whose term dominates (float64 estimate: the flags may overflow int64).
+void refuse_unaffordable(const models::gMLP& m, const ModelFlags& f) {
+  const double d = static_cast<double>(m.dim), ff = d * static_cast<double>(m.ff_mult),
+               h = ff / 2, V = static_cast<double>(*m.num_tokens),
+               depth = static_cast<double>(m.depth), n = static_cast<double>(m.seq_len.value_or(0)),
+               a = static_cast<double>(m.attn_dim.value_or(0));
+  const std::pair<std::string, double> terms[] = {
+      {"--num-tokens " + std::to_string(f.num_tokens), 2 * V * d},
+      {"--dim " + std::to_string(f.dim) + " / --ff-mult " + std::to_string(f.ff_mult),
+       depth * (d * ff + h * h + h * d)},
+      {"--seq-len " + std::to_string(f.seq_len), depth * n * n},
+      {"--attn-dim " + std::to_string(f.attn_dim), depth * (d * 3 * a + a * h)}};
+  double total = 0;
+  const std::pair<std::string, double>* top = &terms[0];
+  for (const auto& t : terms) {
+    total += t.second;
+    if (t.second > top->second) top = &t;
+  }
+  const double bytes = 4 * total, limit = static_cast<double>(memory_limit_bytes());
+  if (bytes > limit) {
+    char buf[320];
+    std::snprintf(buf, sizeof buf,
+                  ": %s has about %.3g parameters (%.1f GiB of float32), more than this "
+                  "machine's memory and swap (%.1f GiB)",
+                  describe(m).c_str(), total, bytes / (1 << 30), limit / (1 << 30));
+    throw cli::ArgError(top->first + buf);
+  }
 }
 
 // ---- flaxpp init gmlp ---------------------------------------------------------------------------
@@ -123,11 +151,17 @@ int run_init(int argc, char** argv) {
 
   format_of(out);  // fail on a bad extension before the work
   models::gMLP model = model_of(f);
+  refuse_unaffordable(model, f);
   // Parameter shapes do not depend on the tokens; a spatial model needs L <= n (== n if
   // non-causal), so init runs on (1, n) zeros, the original on a single token.
   Array tokens = jnp::zeros({1, model.seq_len.value_or(1)}, DType::int32);
   auto t0 = std::chrono::steady_clock::now();
-  Tree variables = model.init(random::PRNGKey(seed), tokens, nn::compat_from_name(f.compat));
+  Tree variables;
+  try {
+    variables = model.init(random::PRNGKey(seed), tokens, nn::compat_from_name(f.compat));
+  } catch (const AllocationError& e) {
+    throw cli::ArgError("the model flags (" + describe(model) + "): " + e.what());
+  }
   double init_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   save(out, variables);
   std::cout << describe(model) << ": " << with_commas(param_count(variables))
@@ -203,6 +237,27 @@ int64_t expected_count(const models::gMLP& m) {
   return V * d + m.depth * per + 2 * d + (d * V + V);
 }
 
+// Which entries of `params` differ from what `model` declares: missing, unexpected, misshaped.
+std::string entry_differences(const Tree& params, const Tree& want) {
+  std::vector<std::string> out;
+  auto have = flatten_dict(params), need = flatten_dict(want);
+  for (const auto& [path, a] : need) {
+    const Tree* t = params.find(path);
+    if (!t || !t->is_leaf())
+      out.push_back("params/" + path + " " + to_string(a.shape()) + " is missing");
+    else if (t->array().shape() != a.shape())
+      out.push_back("params/" + path + " has shape " + to_string(t->array().shape()) +
+                    ", the model needs " + to_string(a.shape()));
+  }
+  for (const auto& [path, a] : have)
+    if (!want.find(path))
+      out.push_back("params/" + path + " " + to_string(a.shape()) + " is not used by the model");
+  std::string s;
+  for (size_t i = 0; i < out.size() && i < 5; ++i) s += (i ? "; " : "") + out[i];
+  if (out.size() > 5) s += "; and " + std::to_string(out.size() - 5) + " more";
+  return s;
+}
+
 Array load_tokens(const std::string& file, int64_t num_tokens) {
   Tree t = load(file);
   if (!t.is_leaf())
@@ -248,6 +303,8 @@ int run_apply(int argc, char** argv) {
   cmd->add_flag("--grad", with_grad,
                 "also the mean next-token cross-entropy and its gradient w.r.t. every parameter");
   CLI11_PARSE(app, argc, argv);
+  cli::refuse_same_file("--out", out, "--params", params_file);
+  cli::refuse_same_file("--out", out, "--tokens", tokens_file);
 
   format_of(out);
   Tree variables = load(params_file);
@@ -256,11 +313,16 @@ int run_apply(int argc, char** argv) {
   const Tree& params = variables["params"];
   infer_config(params, params_file, f);
   models::gMLP model = model_of(f);
-  if (param_count(params) != expected_count(model))
+  if (param_count(params) != expected_count(model)) {
+    // The model's own tree says which entries differ (init costs what apply will cost anyway).
+    Tree want = model.init(random::PRNGKey(0),
+                           jnp::zeros({1, model.seq_len.value_or(1)}, DType::int32),
+                           nn::compat_from_name(f.compat))["params"];
     throw std::invalid_argument(params_file + ": " + with_commas(param_count(params)) +
                                 " parameters, but " + describe(model) + " has " +
-                                with_commas(expected_count(model)) +
-                                " (entries the model does not use?)");
+                                with_commas(expected_count(model)) + ": " +
+                                entry_differences(params, want));
+  }
   Array tokens = load_tokens(tokens_file, *model.num_tokens);
   const nn::Compat compat = nn::compat_from_name(f.compat);
   auto where = [&] { return tokens_file + " " + to_string(tokens.shape()) + ": "; };
@@ -276,6 +338,12 @@ int run_apply(int argc, char** argv) {
       if (tokens.shape().back() < 2)
         throw std::invalid_argument(
             where() + "--grad needs at least 2 tokens per sequence (next-token loss)");
+      // grad's own check would not say which parameter; the model's would say it without --grad.
+      for (const auto& [path, a] : flatten_dict(params))
+        if (!a.is_float())
+          throw std::invalid_argument(params_file + ": params/" + path + " has dtype " +
+                                      dtype_name(a.dtype()) +
+                                      "; --grad differentiates float32 parameters only");
       auto loss_fn = [&](const Tree& p) {
         Array logits = model.apply(Tree{{"params", p}}, tokens, compat);
         return std::make_pair(models::next_token_loss(logits, tokens), logits);

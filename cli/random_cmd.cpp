@@ -8,12 +8,13 @@
 #include <cmath>
 #include <cstdint>
 #include <iostream>
-#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/random.hpp"
 
@@ -22,30 +23,8 @@ namespace {
 using flaxpp::Array;
 using flaxpp::DType;
 using flaxpp::Shape;
+using flaxpp::cli::ArgError;
 namespace rnd = flaxpp::random;
-
-std::vector<std::string> split_list(std::string s) {
-  for (char& c : s)
-    if (c == '(' || c == ')' || c == '[' || c == ']') c = ' ';
-  std::vector<std::string> parts;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) {
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) parts.push_back(item);
-  }
-  return parts;
-}
-
-Shape parse_shape(const std::string& text) {  // "3,4", "(3, 4)", "" or "()" for a scalar
-  Shape shape;
-  for (const auto& d : split_list(text)) {
-    int64_t v = std::stoll(d);
-    if (v < 0) throw std::invalid_argument("--shape: negative dimension " + d);
-    shape.push_back(v);
-  }
-  return shape;
-}
 
 void print_scalar(std::ostream& os, const Array& a, int64_t i) {
   switch (a.dtype()) {
@@ -145,39 +124,53 @@ int run_random(int argc, char** argv) {
                                                  : rnd::BitsMode::partitionable);
   rnd::Key key = rnd::PRNGKey(seed);
   if (!key_text.empty()) {
-    auto words = split_list(key_text);
+    auto words = flaxpp::cli::split_list(key_text);
     if (words.size() != 2)
-      throw std::invalid_argument("--key-data needs two words K0,K1, got '" + key_text + "'");
-    key = rnd::wrap_key_data(static_cast<uint32_t>(std::stoul(words[0])),
-                             static_cast<uint32_t>(std::stoul(words[1])));
+      throw ArgError("--key-data: needs two words K0,K1, got '" + key_text + "'");
+    key = rnd::wrap_key_data(flaxpp::cli::parse_uint32("--key-data", words[0]),
+                             flaxpp::cli::parse_uint32("--key-data", words[1]));
   }
-  const Shape shape = parse_shape(shape_text);
+  const Shape shape = flaxpp::cli::parse_shape("--shape", shape_text);
   const std::string op = app.get_subcommands().front()->get_name();
 
+  auto draw = [&]() -> Array {
+    Array out;
+    if (op == "key")
+      out = rnd::key_data(key);
+    else if (op == "split")
+      out = keys_array(rnd::split(key, num));
+    else if (op == "fold_in")
+      out = rnd::key_data(rnd::fold_in(key, data));
+    else if (op == "bits")
+      out = rnd::bits(key, shape, bit_width);
+    else if (op == "uniform")
+      out = rnd::uniform(key, shape, minval, maxval);
+    else if (op == "normal")
+      out = rnd::normal(key, shape);
+    else if (op == "truncated_normal")
+      out = rnd::truncated_normal(key, lower, upper, shape);
+    else if (op == "bernoulli")
+      out = rnd::bernoulli(key, p, shape);
+    else if (op == "randint")
+      out = rnd::randint(key, shape, imin, imax);
+    else if (op == "permutation")
+      out = rnd::permutation(key, n);
+    else
+      for (const auto& [name, fn] : simple)
+        if (op == name) out = fn(key, shape);
+    return out;
+  };
+  // A size the machine cannot hold is the fault of the argument that asked for it.
+  const std::string size_arg = op == "split" ? "--num" : op == "permutation" ? "--n" : "--shape";
   Array out;
-  if (op == "key")
-    out = rnd::key_data(key);
-  else if (op == "split")
-    out = keys_array(rnd::split(key, num));
-  else if (op == "fold_in")
-    out = rnd::key_data(rnd::fold_in(key, data));
-  else if (op == "bits")
-    out = rnd::bits(key, shape, bit_width);
-  else if (op == "uniform")
-    out = rnd::uniform(key, shape, minval, maxval);
-  else if (op == "normal")
-    out = rnd::normal(key, shape);
-  else if (op == "truncated_normal")
-    out = rnd::truncated_normal(key, lower, upper, shape);
-  else if (op == "bernoulli")
-    out = rnd::bernoulli(key, p, shape);
-  else if (op == "randint")
-    out = rnd::randint(key, shape, imin, imax);
-  else if (op == "permutation")
-    out = rnd::permutation(key, n);
-  else
-    for (const auto& [name, fn] : simple)
-      if (op == name) out = fn(key, shape);
+  try {
+    out = draw();
+  } catch (const flaxpp::AllocationError& e) {
+    throw ArgError(size_arg + ": " + e.what());
+  } catch (const std::invalid_argument& e) {  // a byte count past 2^63 names the shape
+    if (std::string(e.what()).find(flaxpp::to_string(shape)) == std::string::npos) throw;
+    throw ArgError(size_arg + ": " + e.what());
+  }
   print_json(std::cout, out);
   std::cout << '\n';
   return 0;

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "allocator.hpp"
 #include "shape.hpp"
 
 namespace flaxpp {
@@ -30,30 +31,6 @@ namespace flaxpp {
 namespace autodiff {
 struct Node;
 }
-
-// Storage shared by arrays: 64-byte aligned, immutable once the producing op returns. Freed blocks of
-// 8 KiB and more are cached for reuse (FLAXPP_BUFFER_CACHE_MB, default 1024);
-// release_buffer_cache() returns them to the system and says how many bytes that was.
-size_t release_buffer_cache();
-bool buffer_cache_enabled();  // false under AddressSanitizer or FLAXPP_BUFFER_CACHE_MB=0
-
-class Buffer {
- public:
-  explicit Buffer(size_t bytes);
-  ~Buffer();
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  void* data() { return data_; }
-  const void* data() const { return data_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_;
-  size_t bytes_;
-  // The underlying block's bytes when it comes from (and returns to) the cache, and how many of
-  // its leading bytes may have pages in memory.
-  size_t capacity_ = 0, resident_ = 0;
-};
 
 template <class T>
 struct dtype_of;
@@ -86,7 +63,10 @@ class Array {
   Array(int32_t v);  // NOLINT: int32 scalar
   explicit Array(bool v);
 
-  static Array empty(const Shape& shape, DType dtype);  // uninitialised, for kernels
+  // Uninitialised, for kernels. A negative dimension or an overflowing size throws
+  // std::invalid_argument; memory that cannot be had throws AllocationError; both messages name
+  // `op`, the shape, the dtype and the bytes, and nothing is allocated first.
+  static Array empty(const Shape& shape, DType dtype, const char* op = "Array::empty");
   static Array from(const Shape& shape, const std::vector<float>& values);
   static Array from(const Shape& shape, const std::vector<int32_t>& values);
   static Array from(const Shape& shape, const std::vector<uint32_t>& values);

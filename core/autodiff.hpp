@@ -297,6 +297,10 @@ auto vjp(F f, const Args&... args) {
         throw std::invalid_argument("vjp pullback: cotangent shape " + to_string(seeds[i].shape()) +
                                     " differs from output shape " +
                                     to_string(out_leaves[i].shape()));
+      if (out_leaves[i].is_float() && !seeds[i].is_float())  // JAX: a float32 output's is float32
+        throw std::invalid_argument(std::string("vjp pullback: cotangent dtype ") +
+                                    dtype_name(seeds[i].dtype()) + ", the output is " +
+                                    dtype_name(out_leaves[i].dtype()) + "; it must be float32");
       record = record || seeds[i].node();
     }
     auto cts = autodiff::backward(out_leaves, seeds, targets, record);

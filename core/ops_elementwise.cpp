@@ -618,7 +618,7 @@ Array jnp::astype(const Array& a, DType dtype) {
 }
 
 Array jnp::zeros(const Shape& shape, DType dtype) {
-  Array out = Array::empty(shape, dtype);
+  Array out = Array::empty(shape, dtype, "zeros");
   char* p = static_cast<char*>(out.mutable_raw());
   constexpr int64_t kChunk = int64_t{1} << 18;  // bytes per task: large fills go on the pool
   int64_t chunks = (static_cast<int64_t>(out.nbytes()) + kChunk - 1) / kChunk;
@@ -630,7 +630,7 @@ Array jnp::zeros(const Shape& shape, DType dtype) {
 }
 
 Array jnp::ones(const Shape& shape, DType dtype) {
-  Array out = Array::empty(shape, dtype);
+  Array out = Array::empty(shape, dtype, "ones");
   switch (dtype) {
     case DType::float32: std::fill_n(out.mutable_data<float>(), out.size(), 1.f); break;
     case DType::int32: std::fill_n(out.mutable_data<int32_t>(), out.size(), 1); break;
@@ -641,13 +641,13 @@ Array jnp::ones(const Shape& shape, DType dtype) {
 }
 
 Array jnp::full(const Shape& shape, float value) {
-  Array out = Array::empty(shape, DType::float32);
+  Array out = Array::empty(shape, DType::float32, "full");
   std::fill_n(out.mutable_data<float>(), out.size(), value);
   return out;
 }
 
 Array jnp::full(const Shape& shape, int32_t value) {
-  Array out = Array::empty(shape, DType::int32);
+  Array out = Array::empty(shape, DType::int32, "full");
   std::fill_n(out.mutable_data<int32_t>(), out.size(), value);
   return out;
 }

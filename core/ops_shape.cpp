@@ -73,7 +73,7 @@ struct BroadcastTo {
   const char* name() const { return "broadcast_to"; }
   std::string params() const { return "shape=" + prim::tuple_str(shape); }
   Array impl(const Array& a) const {
-    Array out = Array::empty(shape, a.dtype());
+    Array out = Array::empty(shape, a.dtype(), "broadcast_to");
     switch (itemsize(a.dtype())) {
       case 4: kernels::broadcast_copy(static_cast<const uint32_t*>(a.raw()), a.shape(), static_cast<uint32_t*>(out.mutable_raw()), shape); break;
       default: kernels::broadcast_copy(static_cast<const uint8_t*>(a.raw()), a.shape(), static_cast<uint8_t*>(out.mutable_raw()), shape); break;
@@ -124,8 +124,10 @@ Array jnp::reshape(const Array& a, const Shape& shape0) {
     if (shape[i] == -1) {
       if (infer >= 0) throw std::invalid_argument("reshape: can only specify one unknown dimension in " + to_string(shape0));
       infer = static_cast<int64_t>(i);
+    } else if (shape[i] < 0) {
+      throw std::invalid_argument("reshape: negative dimension " + std::to_string(shape[i]) + " in shape " + to_string(shape0) + " (only a single -1 is allowed, for the dimension to infer)");
     } else {
-      known *= shape[i];
+      known = checked_mul(known, shape[i], "reshape", "the product of the dimensions");
     }
   }
   if (infer >= 0) {

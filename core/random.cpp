@@ -52,8 +52,8 @@ float log_f32(float x) { return static_cast<float>(std::log(static_cast<double>(
 // A float32 draw: kernel(words, out, n) turns n (a multiple of kWordPad) random words into
 // floats at `out`, which may be the (unaligned) output array itself.
 template <class Kernel>
-Array draw_f32(Key key, const Shape& shape, Kernel kernel) {
-  Array out = Array::empty(shape, DType::float32);
+Array draw_f32(const char* op, Key key, const Shape& shape, Kernel kernel) {
+  Array out = Array::empty(shape, DType::float32, op);
   float* dst = out.mutable_data<float>();
   random_words(key, out.size(), bits_mode(), [&](uint32_t* w, int64_t count, int64_t offset) {
     if (count == padded(count)) return kernel(w, dst + offset, count);  // whole batches: direct
@@ -134,7 +134,7 @@ std::vector<Key> split(Key key, int64_t num) {
 // ---- bits ----
 
 Array bits(Key key, const Shape& shape) {
-  Array out = Array::empty(shape, DType::uint32);
+  Array out = Array::empty(shape, DType::uint32, "random.bits");
   uint32_t* dst = out.mutable_data<uint32_t>();
   random_words(key, out.size(), bits_mode(), [&](uint32_t* w, int64_t count, int64_t offset) {
     std::memcpy(dst + offset, w, count * sizeof(uint32_t));
@@ -147,7 +147,7 @@ Array bits(Key key, const Shape& shape, int bit_width) {
   if (bit_width != 8 && bit_width != 16)
     throw std::invalid_argument("bits: bit_width must be 8, 16 or 32, got " +
                                 std::to_string(bit_width));
-  Array out = Array::empty(shape, DType::uint32);
+  Array out = Array::empty(shape, DType::uint32, "random.bits");
   uint32_t* dst = out.mutable_data<uint32_t>();
   const int64_t n = out.size();
   const uint32_t mask = (1u << bit_width) - 1;
@@ -171,14 +171,14 @@ Array bits(Key key, const Shape& shape, int bit_width) {
 
 Array uniform(Key key, const Shape& shape, float minval, float maxval) {
   const auto& k = simd::kernels();
-  return draw_f32(key, shape, [=, &k](const uint32_t* w, float* f, int64_t n) {
+  return draw_f32("random.uniform", key, shape, [=, &k](const uint32_t* w, float* f, int64_t n) {
     k.uniform(w, f, n, minval, maxval);
   });
 }
 
 // Spec §8: sqrt(2) * erf_inv(uniform(nextafter(-1, 0), 1)).
 Array normal(Key key, const Shape& shape) {
-  return draw_f32(key, shape, simd::kernels().normal);
+  return draw_f32("random.normal", key, shape, simd::kernels().normal);
 }
 
 // Spec §9: sqrt(2) erf_inv(uniform(erf(lower/sqrt2), erf(upper/sqrt2))), clipped to the open
@@ -188,13 +188,14 @@ Array truncated_normal(Key key, float lower, float upper, const Shape& shape) {
   const float lo = std::nextafter(lower, std::numeric_limits<float>::infinity());
   const float hi = std::nextafter(upper, -std::numeric_limits<float>::infinity());
   const auto& k = simd::kernels();
-  return draw_f32(key, shape, [=, &k](const uint32_t* w, float* f, int64_t n) {
+  auto kernel = [=, &k](const uint32_t* w, float* f, int64_t n) {
     k.truncated_normal(w, f, n, a, b, lo, hi);
-  });
+  };
+  return draw_f32("random.truncated_normal", key, shape, kernel);
 }
 
 Array bernoulli(Key key, float p, const Shape& shape) {
-  Array out = Array::empty(shape, DType::bool_);
+  Array out = Array::empty(shape, DType::bool_, "random.bernoulli");
   uint8_t* dst = out.mutable_data<uint8_t>();
   random_words(key, out.size(), bits_mode(), [&](uint32_t* w, int64_t count, int64_t offset) {
     alignas(64) float f[kBuf];
@@ -218,7 +219,7 @@ Array randint(Key key, const Shape& shape, int64_t minval, int64_t maxval) {
   if (maxval_out_of_range && hi > lo) span += 1;  // the full range: span wraps to 0
   uint32_t mult = urem(1u << 16, span);
   mult = urem(mult * mult, span);
-  Array out = Array::empty(shape, DType::int32);
+  Array out = Array::empty(shape, DType::int32, "random.randint");
   const uint32_t *h = higher.data<uint32_t>(), *l = lower.data<uint32_t>();
   int32_t* dst = out.mutable_data<int32_t>();
   for (int64_t i = 0, n = out.size(); i < n; ++i) {
@@ -331,7 +332,7 @@ Array cauchy(Key key, const Shape& shape) {  // tan(pi (u - 1/2)), u = uniform(e
 
 Array rademacher(Key key, const Shape& shape) {  // 2 bernoulli(0.5) - 1
   Array b = bernoulli(key, 0.5f, shape);
-  Array out = Array::empty(shape, DType::int32);
+  Array out = Array::empty(shape, DType::int32, "random.rademacher");
   const uint8_t* bp = b.data<uint8_t>();
   int32_t* dst = out.mutable_data<int32_t>();
   for (int64_t i = 0; i < out.size(); ++i) dst[i] = 2 * bp[i] - 1;
@@ -343,7 +344,7 @@ Array maxwell(Key key, const Shape& shape) {  // |normal(shape + (3,))|
   s3.push_back(3);
   Array z = normal(key, s3);
   const float* zp = z.data<float>();
-  Array out = Array::empty(shape, DType::float32);
+  Array out = Array::empty(shape, DType::float32, "random.maxwell");
   float* dst = out.mutable_data<float>();
   for (int64_t i = 0; i < out.size(); ++i) {
     const float* v = zp + 3 * i;

@@ -44,10 +44,41 @@ bool Shape::operator==(const Shape& o) const {
   return rank_ == o.rank_ && std::equal(begin(), end(), o.begin());
 }
 
-int64_t numel(const Shape& s) {
+int64_t checked_numel(const Shape& s, const char* op) {
   int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
+  bool overflow = false;
+  for (int64_t d : s) {
+    if (d < 0)
+      throw std::invalid_argument(std::string(op) + ": negative dimension " + std::to_string(d) +
+                                  " in shape " + to_string(s));
+    overflow = overflow || __builtin_mul_overflow(n, d, &n);
+  }
+  // A zero dimension makes the array empty whatever the others are.
+  if (overflow && std::find(s.begin(), s.end(), 0) == s.end())
+    throw std::invalid_argument(std::string(op) + ": shape " + to_string(s) +
+                                " has more elements than int64 can count (the product of its "
+                                "dimensions overflows 2^63 - 1)");
+  return overflow ? 0 : n;
+}
+
+int64_t numel(const Shape& s) { return checked_numel(s, "numel"); }
+
+size_t checked_nbytes(const Shape& s, DType d, const char* op) {
+  int64_t n = checked_numel(s, op), bytes = 0;
+  if (__builtin_mul_overflow(n, static_cast<int64_t>(itemsize(d)), &bytes))
+    throw std::invalid_argument(std::string(op) + ": shape " + to_string(s) + " of " +
+                                dtype_name(d) + " needs " + std::to_string(n) + " x " +
+                                std::to_string(itemsize(d)) +
+                                " bytes, more than a process can address (2^63 - 1)");
+  return static_cast<size_t>(bytes);
+}
+
+int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what) {
+  int64_t r = 0;
+  if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+    throw std::invalid_argument(std::string(op) + ": " + what + " " + std::to_string(a) + " x " +
+                                std::to_string(b) + " is negative or overflows int64");
+  return r;
 }
 
 std::string to_string(const Shape& s) {
@@ -64,7 +95,7 @@ Shape strides_of(const Shape& s) {
   int64_t acc = 1;
   for (size_t i = s.size(); i-- > 0;) {
     st[i] = acc;
-    acc *= s[i];
+    if (i > 0) acc = checked_mul(acc, s[i], "strides_of", "stride");
   }
   return st;
 }

@@ -2,6 +2,7 @@
 //
 //   Shape s{2, 3};            // (2,3)
 //   s.size() == 2; numel(s) == 6; to_string(s) == "(2,3)"
+//   checked_nbytes(s, DType::float32, "zeros") == 24   // every byte count goes through this
 //   broadcast_shapes({2,1}, {3}) == Shape{2,3}   // NumPy rules; throws on mismatch
 //
 // A Shape keeps up to 8 dimensions inline (no heap allocation), which keeps tiny-array ops
@@ -59,7 +60,14 @@ class Shape {
   size_t rank_ = 0;
 };
 
-int64_t numel(const Shape& s);
+// Element and byte counts, overflow-checked: every size in the library is computed by these.
+// A negative dimension, or a product beyond int64 (elements) or PTRDIFF_MAX (bytes), throws
+// std::invalid_argument naming `op` and the shape, as NumPy refuses "array is too big".
+int64_t numel(const Shape& s);  // names "numel" as the op
+int64_t checked_numel(const Shape& s, const char* op);
+size_t checked_nbytes(const Shape& s, DType d, const char* op);
+// a * b for sizes (both >= 0); throws naming `op` and `what` on overflow.
+int64_t checked_mul(int64_t a, int64_t b, const char* op, const char* what);
 std::string to_string(const Shape& s);  // "(2,3)", "(5,)", "()" for scalars (Python tuples)
 // Row-major strides in elements.
 Shape strides_of(const Shape& s);

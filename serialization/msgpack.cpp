@@ -301,7 +301,7 @@ Array decode_ndarray(std::span<const uint8_t> payload, const std::string& path) 
     r.fail(path, "dtype '" + name + "' is not supported (flaxpp has float32, int32, uint32, bool)");
   }
   std::string_view data = r.bytes(path, "array bytes");
-  size_t want = static_cast<size_t>(numel(shape)) * itemsize(dtype);
+  size_t want = checked_nbytes(shape, dtype, "from_bytes");
   if (data.size() != want)
     r.fail(path, "array bytes: " + std::to_string(data.size()) + " bytes, but " + name +
                      to_string(shape) + " needs " + std::to_string(want));
@@ -415,11 +415,11 @@ Tree unchunk(const Tree& d, const std::string& path, MsgReader& r) {
   }
   if (parts.empty()) r.fail(path, "chunked array without chunks");
   DType dtype = parts[0]->dtype();
-  if (bytes != static_cast<size_t>(numel(shape)) * itemsize(dtype))
+  size_t want = checked_nbytes(shape, dtype, "from_bytes");
+  if (bytes != want)
     r.fail(path, "chunked array: chunks hold " + std::to_string(bytes) + " bytes, shape " +
-                     to_string(shape) + " needs " +
-                     std::to_string(numel(shape) * static_cast<int64_t>(itemsize(dtype))));
-  Array a = Array::empty(shape, dtype);
+                     to_string(shape) + " needs " + std::to_string(want));
+  Array a = Array::empty(shape, dtype, "from_bytes");
   auto* out = static_cast<uint8_t*>(a.mutable_raw());
   for (const Array* p : parts) {
     std::memcpy(out, p->raw(), p->nbytes());

@@ -57,25 +57,42 @@
 // error midway) it throws SerializationError naming the path, removes the temporary file and
 // leaves an existing file at `path` untouched. A process killed mid-save can leave a
 // `.NAME.tmp-PID-XXXXXXXX` file beside `path`; it is never read and never replaces `path`.
+//
+// The `.meta` sidecar (`ckpt.msgpack.meta` beside `ckpt.msgpack`), so the file itself stays what
+// Flax and Python write and read: a JSON object
+//   {"flaxpp_meta": 1, "bytes": 1234, "crc32c": "e3069283", "dtypes": {"rng": "uint32(2,)"}}
+// - "crc32c" (serialization/checksum.hpp) of the whole file, written when
+//   SaveOptions::checksum is set (training checkpoints set it); load() verifies it and the byte
+//   count, and a mismatch is a SerializationError ("checksum mismatch") naming the file.
+// - "dtypes": for a JSON file, each leaf whose values alone do not give back its dtype and
+//   shape (uint32 leaves whose values all fit int32, arrays with no elements), as
+//   "<dtype><shape>"; load() restores them exactly, so every format round trip is lossless.
+// save() writes the sidecar only when it has something to say, and removes a stale one first,
+// so a file and a sidecar from different saves are never seen together (a kill in between
+// leaves the new file without its sidecar: still readable, without the check). A file without
+// a sidecar (Flax's, older flaxpp's) loads as before.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/tree.hpp"
 
 namespace flaxpp {
 
-class SerializationError : public std::runtime_error {
+class SerializationError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // flax.serialization.MAX_CHUNK_SIZE: arrays above this many bytes are chunked.
@@ -83,6 +100,9 @@ inline constexpr size_t kMaxChunkSize = size_t{1} << 30;
 // from_bytes rejects an array with no elements whose nonzero dimensions multiply to more than
 // this: (2^40, 0) costs a file 20 bytes, but to_json would write 2^40 "[]".
 inline constexpr uint64_t kMaxEmptyExtent = uint64_t{1} << 24;
+
+// Receives a writer's output in pieces, in order.
+using ByteSink = std::function<void(const char* data, size_t size)>;
 
 struct RestoreOptions {
   bool allow_extra = false;  // ignore file keys the target does not have
@@ -104,26 +124,61 @@ std::string to_json(const Tree& tree, const JsonOptions& opts = {});
 Tree from_json(std::string_view text);
 Tree from_json(const Tree& target, std::string_view text, const RestoreOptions& opts = {});
 
+// ---- safetensors ---------------------------------------------------------------------------
+// Hugging Face's format (see safetensors.cpp for the layout and the checks on reading). Nested
+// keys are joined with `separator`: '.' as Hugging Face names weights
+// ("params.Dense_0.kernel"), or '/' as Flax's flatten_dict. Dtypes: F32, I32, U32, BOOL.
+struct SafetensorsOptions {
+  char separator = '.';
+  std::map<std::string, std::string> metadata;  // written as "__metadata__"
+};
+struct Safetensors {
+  Tree tree;
+  std::map<std::string, std::string> metadata;  // the file's "__metadata__" (empty if none)
+};
+std::vector<uint8_t> to_safetensors(const Tree& tree, const SafetensorsOptions& opts = {});
+void write_safetensors(const Tree& tree, const ByteSink& sink, const SafetensorsOptions& opts = {});
+Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator = '.');
+Tree from_safetensors(std::span<const uint8_t> bytes, char separator = '.');
+Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes, const RestoreOptions& opts = {},
+                      char separator = '.');
+// A file with its metadata; the file is memory-mapped and each tensor's pages are released once
+// copied, so loading needs about the tree's size in memory.
+Safetensors load_safetensors(const std::filesystem::path& path, char separator = '.');
+
 // flax.serialization.from_state_dict, strict (see above): `state` with `target`'s structure,
 // key order and validation.
 Tree from_state_dict(const Tree& target, const Tree& state, const RestoreOptions& opts = {});
 
 // ---- files ---------------------------------------------------------------------------------
-enum class Format { json, msgpack };
-// ".json" -> json, ".msgpack" -> msgpack; anything else throws SerializationError.
+enum class Format { json, msgpack, safetensors };
+// ".json", ".msgpack", ".safetensors"; anything else throws SerializationError.
 Format format_of(const std::filesystem::path& path);
 
 struct SaveOptions {
   JsonOptions json{};
   size_t max_chunk_size = kMaxChunkSize;
+  SafetensorsOptions safetensors{};
+  bool checksum = false;  // write the file's CRC32C into its `.meta` sidecar
 };
 void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions& opts = {});
 Tree load(const std::filesystem::path& path);
 Tree load(const std::filesystem::path& path, const Tree& target, const RestoreOptions& opts = {});
+// The sidecar of `path` (path + ".meta").
+std::filesystem::path meta_path(const std::filesystem::path& path);
+// Checks `path` against the checksum in its sidecar: "" when it matches, else why not ("no
+// checksum" when there is no sidecar or it has none). Reads the whole file.
+std::string verify_checksum(const std::filesystem::path& path);
+
+// For JSON: each leaf of `tree` whose values alone do not give back its dtype and shape, as
+// {path, "<dtype><shape>"}; and the tree read from JSON with those restored (SerializationError
+// naming the path when an entry does not fit the leaf).
+std::vector<std::pair<std::string, std::string>> json_dtype_notes(const Tree& tree);
+Tree apply_json_dtype_notes(const Tree& tree,
+                            const std::vector<std::pair<std::string, std::string>>& notes);
 
 // Streaming writers used by save() and to_json() / to_bytes(): `sink` receives the output in
-// pieces, in order.
-using ByteSink = std::function<void(const char* data, size_t size)>;
+// pieces, in order (ByteSink is declared above).
 void write_json(const Tree& tree, const ByteSink& sink, const JsonOptions& opts = {});
 void write_msgpack(const Tree& tree, const ByteSink& sink, size_t max_chunk_size = kMaxChunkSize);
 

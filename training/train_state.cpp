@@ -1,6 +1,7 @@
 #include "training/train_state.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <stdexcept>
 
 #include "serialization/serialization.hpp"
@@ -60,7 +61,12 @@ std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir, const st
     if (name.size() < prefix.size() + ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) continue;
     std::string rest = name.substr(prefix.size(), name.size() - prefix.size() - ext.size());
     if (rest.empty() || !std::all_of(rest.begin(), rest.end(), ::isdigit)) continue;  // skips temp files
-    steps.push_back(std::stoll(rest));
+    int64_t step = 0;
+    auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), step);
+    if (ec != std::errc() || end != rest.data() + rest.size())
+      throw SerializationError("checkpoint_steps: " + e.path().string() + ": step " + rest +
+                               " does not fit int64; rename or remove this file");
+    steps.push_back(step);
   }
   std::sort(steps.begin(), steps.end());
   return steps;
@@ -72,11 +78,15 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const Tr
   std::filesystem::create_directories(dir, ec);
   if (ec) throw SerializationError("save_checkpoint: cannot create directory " + dir.string() + ": " + ec.message());
   auto path = checkpoint_path(dir, step, prefix);
-  save(path, state.state_dict());
+  save(path, state.state_dict(), SaveOptions{.checksum = true});
   if (keep > 0) {
     auto steps = checkpoint_steps(dir, prefix);
     for (size_t i = 0; i + static_cast<size_t>(keep) < steps.size(); ++i)
-      if (steps[i] != step) std::filesystem::remove(checkpoint_path(dir, steps[i], prefix), ec);
+      if (steps[i] != step) {
+        auto old = checkpoint_path(dir, steps[i], prefix);
+        std::filesystem::remove(old, ec);
+        std::filesystem::remove(meta_path(old), ec);
+      }
   }
   return path;
 }
@@ -89,8 +99,55 @@ TrainState restore_checkpoint(const std::filesystem::path& dir, const TrainState
     step = steps.back();
   }
   auto path = checkpoint_path(dir, *step, prefix);
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    std::string have;
+    for (int64_t s : checkpoint_steps(dir, prefix)) have += (have.empty() ? "" : ", ") + std::to_string(s);
+    throw SerializationError("restore_checkpoint: no " + path.string() + " (steps in " + dir.string() + ": " +
+                             (have.empty() ? "none" : have) + ")");
+  }
   Tree sd = load(path, target.state_dict());
   return target.with_state_dict(sd);
+}
+
+TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainState& target, RestoreReport& report,
+                                const std::string& prefix) {
+  report = {};
+  auto steps = checkpoint_steps(dir, prefix);
+  if (steps.empty()) throw SerializationError("restore_checkpoint: no " + prefix + "<step>.msgpack file in " + dir.string());
+  std::string why_none;
+  for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
+    auto path = checkpoint_path(dir, *it, prefix);
+    try {
+      TrainState s = target.with_state_dict(load(path, target.state_dict()));
+      report.restored = path;
+      return s;
+    } catch (const SerializationError& e) {
+      report.skipped.emplace_back(path, e.what());
+      why_none += std::string("\n  ") + e.what();
+    }
+  }
+  throw SerializationError("restore_checkpoint: no checkpoint in " + dir.string() + " loads:" + why_none);
+}
+
+std::vector<std::filesystem::path> remove_stale_temp_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> removed;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return removed;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    // save()'s temporary names: "." + file name + ".tmp-" + pid + "-" + 8 hex digits.
+    std::string name = e.path().filename().string();
+    size_t at = name.rfind(".tmp-");
+    if (name.size() < 2 || name[0] != '.' || at == std::string::npos || at < 2) continue;
+    std::string tail = name.substr(at + 5);
+    size_t dash = tail.find('-');
+    if (dash == std::string::npos || dash == 0 || tail.size() - dash - 1 != 8) continue;
+    if (!std::all_of(tail.begin(), tail.begin() + static_cast<long>(dash), ::isdigit) ||
+        !std::all_of(tail.begin() + static_cast<long>(dash) + 1, tail.end(), ::isxdigit))
+      continue;
+    if (std::filesystem::remove(e.path(), ec)) removed.push_back(e.path());
+  }
+  return removed;
 }
 
 }  // namespace flaxpp::training

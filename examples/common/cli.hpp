@@ -32,6 +32,8 @@ struct RunFlags {
   int64_t ckpt_every = 500;
   int keep = 3;
   bool resume = false;
+  int64_t resume_step = -1;  // --resume-step N: that checkpoint instead of the newest (sets resume)
+  bool overwrite = false;    // a fresh run may replace the checkpoints of an earlier one
   std::string out_dir;
   std::string ckpt_dir;  // default: <out_dir>/ckpt
   int threads = 0;       // 0 = all cores (with --distributed: the cores / the ranks on this host)
@@ -88,8 +90,17 @@ inline void add_run_flags(CLI::App& app, RunFlags& f) {
   app.add_option("--keep", f.keep, "checkpoints to keep (older ones are deleted)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_flag("--resume", f.resume,
-               "continue bit-for-bit from the newest checkpoint in --ckpt-dir");
+  auto* resume = app.add_flag("--resume", f.resume,
+                              "continue bit-for-bit from the newest checkpoint in --ckpt-dir "
+                              "that verifies (newer ones that do not are skipped, saying why)");
+  app.add_option_function<int64_t>(
+         "--resume-step", [&f](int64_t step) { f.resume_step = step, f.resume = true; },
+         "continue from the checkpoint of this step (implies --resume)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_flag("--overwrite", f.overwrite,
+               "start afresh in a directory holding an earlier run's checkpoints (they are moved "
+               "aside, and deleted once this run has saved its first checkpoint)")
+      ->excludes(resume);
   app.add_option("--out-dir", f.out_dir, "where metrics.csv, the PNG plot and params.json go")
       ->capture_default_str();
   app.add_option("--ckpt-dir", f.ckpt_dir, "checkpoint directory (default: <out-dir>/ckpt)");

@@ -209,7 +209,7 @@ TEST_CASE("init / apply gmlp: errors say what is wrong") {
                  scratch()("o.txt"));
   CHECK(r.status != 0);
   CHECK(r.err == "flaxpp apply: error: " + scratch()("o.txt") +
-                     ": unknown checkpoint format '.txt' (use .json or .msgpack)\n");
+                     ": unknown checkpoint format '.txt' (use .json, .msgpack or .safetensors)\n");
   // A file that is not in Flax's layout, and one with an extra entry.
   std::string bare = scratch()("bare.json");
   write_text(bare, "{\"kernel\": [[1.0]]}");
@@ -221,7 +221,7 @@ TEST_CASE("init / apply gmlp: errors say what is wrong") {
   CHECK(r.err == "flaxpp apply: error: " + extra +
                      ": 1,055 parameters, but gMLP(num_tokens=16, dim=8, depth=1, ff_mult=4, "
                      "seq_len=4, causal) has "
-                     "1,052 (entries the model does not use?)\n");
+                     "1,052: params/layers_0/extra (3,) is not used by the model\n");
 
   r = flaxpp_cli("init gmlp --num-tokens 16 --dim 8 --out " + out);
   CHECK(r.status != 0);

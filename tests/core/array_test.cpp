@@ -68,7 +68,8 @@ TEST_CASE("construction errors name the problem") {
   CHECK_THROWS_WITH_AS(Array::matrix({{1, 2}, {3}}), "Array::matrix: ragged rows",
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(Array::empty({2, -1}, DType::float32),
-                       "Array: negative dimension in shape (2,-1)", std::invalid_argument);
+                       "Array::empty: negative dimension -1 in shape (2,-1)",
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(Array::vector({1}).data<int32_t>(),
                        "Array::data: array has dtype float32, not int32", std::invalid_argument);
 }
