@@ -1,5 +1,5 @@
 // ceiling_bench: how fast can a gMLP step be on this machine? The floor that matrix products
-// alone put under issue #8's targets, measured.
+// alone put under the configs' targets, measured.
 //
 //   ceiling_bench [--benchmark_*]      (Google Benchmark flags from scripts/bench are ignored)
 //   CEILING_VERBOSE=1 ceiling_bench    (also each product's shape, time and rate, on stderr)

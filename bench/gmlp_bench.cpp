@@ -1,5 +1,5 @@
 // gmlp_bench: gMLP init, forward, forward+backward and Adam train step, next to PyTorch's figures
-// from shared/bench/torch_bench.py run in the same invocation (issue #8).
+// from shared/bench/torch_bench.py run in the same invocation.
 //
 //   gmlp_bench [--quick] [--json] [--configs i,ii,iii] [--no-torch] [--torch-script PATH]
 //              [--rounds N]

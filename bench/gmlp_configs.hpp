@@ -1,4 +1,4 @@
-// The three gMLP configs of shared/bench/torch_bench.py, with issue #8's targets for them:
+// The three gMLP configs of shared/bench/torch_bench.py, with the time and memory targets set for them:
 // gmlp_bench times them against PyTorch, ceiling_bench times their matrix products alone.
 #pragma once
 
@@ -15,7 +15,7 @@ struct Config {
   std::string name;
   flaxpp::models::gMLP model;
   int64_t batch, seq;
-  std::map<std::string, double> targets;  // gmlp_bench's JSON key -> upper bound (issue #8)
+  std::map<std::string, double> targets;  // gmlp_bench's JSON key -> upper bound
 };
 
 inline const std::vector<Config>& configs() {

@@ -189,7 +189,9 @@ struct Printer {
   std::string separator;
   bool summarise;
 
-  std::string rec(size_t axis, int64_t offset, const std::string& hanging, size_t width) const {
+  // The text of the sub-array at `axis` starting at element `offset`, numpy's recursive
+  // _formatArray: `hanging` indents continuation lines, `width` is what is left of the line.
+  std::string render(size_t axis, int64_t offset, const std::string& hanging, size_t width) const {
     size_t axes_left = a.ndim() - axis;
     if (axes_left == 0) return fmt(a, offset);
     std::string next_hanging = hanging + ' ';
@@ -198,7 +200,7 @@ struct Printer {
     bool show_summary = summarise && 2 * kEdgeItems < n;
     int64_t leading = show_summary ? kEdgeItems : 0, trailing = show_summary ? kEdgeItems : n;
     auto item = [&](int64_t i) {
-      return rec(axis + 1, offset + i * strides[axis], next_hanging, next_width);
+      return render(axis + 1, offset + i * strides[axis], next_hanging, next_width);
     };
     std::string s;
     if (axes_left == 1) {
@@ -234,7 +236,7 @@ std::string array2string(const Array& a, const std::string& sep, size_t prefix_l
   bool summarise = a.size() > kThreshold;
   Formatter fmt(a, shown_offsets(a.shape(), summarise));
   Printer p{a, fmt, strides_of(a.shape()), sep, summarise};
-  return p.rec(0, 0, std::string(prefix_len + 1, ' '), kLineWidth - suffix_len);
+  return p.render(0, 0, std::string(prefix_len + 1, ' '), kLineWidth - suffix_len);
 }
 
 std::string python_tuple(const Shape& s) {

@@ -6,7 +6,8 @@
 //   auto [gw, gb] = grad<0, 1>(loss2)(w, b, batch);         // several arguments -> std::tuple
 //   auto [v, aux, gw] = value_and_grad(loss_with_aux, has_aux)(w);  // f returns {value, aux}
 //   auto [y, pullback] = vjp(f, x);  auto [dx] = pullback(ct);
-//   auto [y, ydot] = jvp(f, x, v);                          // forward mode, as the transpose of vjp
+//   auto [y, ydot] = jvp(f, x, v);                          // forward mode (jvp rules)
+//   auto [y2, ydot2] = jvp(g, std::tuple{x, w}, std::tuple{v, u});  // several arguments
 //   Array hvp = grad([&](const Array& x) { return jnp::vdot(grad(f)(x), v); })(x);
 //
 // Differentiable arguments are Array, std::vector<Array>, and any type with a
@@ -14,7 +15,9 @@
 // float32 scalar for grad/value_and_grad (as JAX). Non-float leaves are an error.
 //
 // How it works: inside a transformation every float Array produced from a traced input carries
-// a Node (op name, parent nodes, vjp rule). The vjp rules are written with the same primitives,
+// a Node (the primitive and the residuals its rules read; core/primitive.hpp). backward runs the
+// nodes' vjp rules from the output down, forward (jvp) their jvp rules from the inputs up.
+// The rules are written with the same primitives,
 // so when an enclosing grad is active the backward pass is itself recorded and can be
 // differentiated again. A top-level grad records nothing during its backward pass, and every
 // result it returns is detached, so the whole graph is freed when it returns.
@@ -35,43 +38,6 @@
 namespace flaxpp {
 
 namespace autodiff {
-
-// A vjp rule: given the output cotangent `g` (shape of the output) and the output itself
-// (with its node, usable in recorded expressions), return one cotangent per input, shaped like
-// that input. Entries whose `need[i]` is false may be left default-constructed.
-using VjpRule =
-    std::function<std::vector<Array>(const Array& g, const Array& out, const std::vector<bool>& need)>;
-
-struct Node : std::enable_shared_from_this<Node> {
-  const char* op = "";
-  std::vector<std::shared_ptr<Node>> parents;  // null where the input is a constant
-  VjpRule vjp;
-  Shape shape;         // the output's shape
-  Array saved_output;  // detached output value, only when the rule asked for it
-};
-
-// True when an op on these inputs must be recorded (recording on and some input traced).
-bool is_recording();
-template <class... A>
-bool needs_grad(const A&... inputs) {
-  return is_recording() && ((inputs.node() != nullptr) || ...);
-}
-// Attaches a node for `op` to `out`. `inputs` are the op's array inputs, in the order the rule
-// returns cotangents. Set `keep_output` if the rule uses `out`.
-Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
-             bool keep_output = false);
-
-// Turns recording off for its lifetime (used by the top-level backward pass).
-class NoRecord {
- public:
-  NoRecord();
-  ~NoRecord();
-  NoRecord(const NoRecord&) = delete;
-  NoRecord& operator=(const NoRecord&) = delete;
-
- private:
-  bool prev_;
-};
 
 // Depth of active transformations (0 outside any grad/vjp).
 int trace_depth();
@@ -97,18 +63,16 @@ Array trace_leaf(const Array& x, const char* what);
 std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
                             const std::vector<Array>& targets, bool record_backward, bool consume = false);
 
-// Inside a consuming backward pass: `a` (a cotangent or an array a rule captured) is referenced
-// by nothing else, so the rule may overwrite it with its result. Returns `a` as a writable array of
-// `shape`/`dtype` if so and the byte sizes agree, else a fresh uninitialised array.
-Array reusable(const Array& a, const Shape& shape, DType dtype);
+// Forward mode: the tangent of each output given one tangent per leaf (trace_leaf results),
+// running every recorded node's jvp rule from the leaves up. Records the tangent computation
+// only when `record` is set (an enclosing transformation will differentiate it).
+std::vector<Array> forward(const std::vector<Array>& outputs, const std::vector<Array>& leaves,
+                           const std::vector<Array>& tangents, bool record);
 
 // Zeros with a's shape and dtype, untraced.
 Array zeros_like_value(const Array& a);
 // sum_i vdot(a[i], b[i]) (used by jvp).
 Array vdot_all(const std::vector<Array>& a, const std::vector<Array>& b);
-
-// Sums `g` down to `shape` (the inverse of broadcasting), for broadcasting ops' rules.
-Array unbroadcast(const Array& g, const Shape& shape);
 
 }  // namespace autodiff
 
@@ -360,21 +324,60 @@ auto vjp(F f, const Args&... args) {
   return std::make_pair(primal, std::function<std::tuple<Args...>(const Out&)>(pullback));
 }
 
-// jvp(f, x, v) -> {f(x), J v} for a function of one differentiable argument, computed as the
-// transpose of the (linear) vjp pullback: J v = d/du <pullback(u), v>.
-template <class F, class X>
-auto jvp(F f, const X& x, const X& v) {
-  auto [y, pullback] = vjp(f, x);
-  using Out = decltype(y);
-  auto zero = map_leaves(y, [](const Array& a) { return autodiff::zeros_like_value(a); });
-  auto inner = [&, pb = pullback](const Out& u) {
-    auto [dx] = pb(u);
-    auto a = leaves_of(dx), b = leaves_of(v);
-    Array s = autodiff::vdot_all(a, b);
-    return s;
+namespace autodiff::detail {
+
+// Traces f at the primals, then runs the recorded nodes' jvp rules from the tangents up.
+template <class F, class... X, size_t... I>
+auto jvp_impl(const F& f, const std::tuple<X...>& primals, const std::tuple<X...>& tangents,
+              std::index_sequence<I...>) {
+  std::vector<Array> leaves, dots;
+  auto trace_arg = [&](const auto& x, const auto& t) {
+    auto xs = leaves_of(x), ts = leaves_of(t);
+    if (xs.size() != ts.size())
+      throw std::invalid_argument("jvp: tangent structure differs from the primal's");
+    for (size_t k = 0; k < xs.size(); ++k) {
+      if (xs[k].shape() != ts[k].shape() || xs[k].dtype() != ts[k].dtype())
+        throw std::invalid_argument(std::string("jvp: tangent ") + dtype_name(ts[k].dtype()) +
+                                    to_string(ts[k].shape()) + " differs from primal " +
+                                    dtype_name(xs[k].dtype()) + to_string(xs[k].shape()));
+      xs[k] = trace_leaf(xs[k], "jvp");
+      leaves.push_back(xs[k]);
+      dots.push_back(ts[k]);
+    }
+    return rebuild_like(x, xs);
   };
-  auto tangent = grad(inner)(zero);
-  return std::make_pair(y, tangent);
+  bool nested = trace_depth() > 0;
+  auto out = [&] {
+    TraceScope scope;
+    auto traced = std::make_tuple(trace_arg(std::get<I>(primals), std::get<I>(tangents))...);
+    return std::apply(f, traced);
+  }();
+  using Out = decltype(out);
+  static_assert(DifferentiableType<Out>, "jvp: the function must return a differentiable value");
+  auto ys = leaves_of(out);
+  auto ydots = forward(ys, leaves, dots, /*record=*/nested);
+  if (!nested) {
+    for (auto& y : ys) y = y.detached();
+    for (auto& d : ydots) d = d.detached();
+  }
+  return std::make_pair(rebuild_like(out, ys), rebuild_like(out, ydots));
+}
+
+}  // namespace autodiff::detail
+
+// jvp(f, x, v) -> {f(x), J v}: forward mode, every primitive's jvp rule applied once from the
+// inputs up (jax.jvp). x and v have the same structure (an Array, a vector or a tree).
+template <class F, class X>
+  requires DifferentiableType<X>
+auto jvp(F f, const X& x, const X& v) {
+  return autodiff::detail::jvp_impl(f, std::tuple<X>(x), std::tuple<X>(v),
+                                    std::index_sequence<0>{});
+}
+// jvp(f, {x0, x1, ...}, {v0, v1, ...}): several arguments, as jax.jvp's tuples of primals and
+// tangents; f takes them as separate arguments.
+template <class F, class... X>
+auto jvp(F f, const std::tuple<X...>& primals, const std::tuple<X...>& tangents) {
+  return autodiff::detail::jvp_impl(f, primals, tangents, std::index_sequence_for<X...>{});
 }
 
 }  // namespace flaxpp

@@ -25,6 +25,19 @@ void blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const 
       for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : beta * c[i * ldc + j];
     return;
   }
+  if (k == 1 && alpha == 1.f && beta == 0.f) {
+    // An outer product (per-example weight gradients under vmap): each entry is one float32
+    // product added to +0, as BLAS computes it (it zeroes C, then adds), but written once.
+    for (int64_t i = 0; i < m; ++i) {
+      float ai = ta ? a[i] : a[i * lda];
+      float* ci = c + i * ldc;
+      if (tb)
+        for (int64_t j = 0; j < n; ++j) ci[j] = 0.f + ai * b[j * ldb];
+      else
+        for (int64_t j = 0; j < n; ++j) ci[j] = 0.f + ai * b[j];
+    }
+    return;
+  }
   cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
               static_cast<int>(n), static_cast<int>(k), alpha, a, static_cast<int>(lda), b, static_cast<int>(ldb), beta,
               c, static_cast<int>(ldc));

@@ -134,4 +134,10 @@ Array log_softmax(const Array& a, int64_t axis = -1);
 Array stop_gradient(const Array& a);
 
 }  // namespace jnp
+
+namespace lax {
+// jax.lax.logistic, 1 / (1 + exp(-x)) (jax.nn.sigmoid): a primitive of its own, whose rule
+// s (1 - s) stays finite where exp(-x) overflows.
+Array logistic(const Array& x);
+}  // namespace lax
 }  // namespace flaxpp

@@ -1,20 +1,27 @@
-// Elementwise primitives: each forward kernel with its vjp rule right below it.
+// Elementwise primitives: the kernels, then one block per primitive (kernel, shape/dtype rule,
+// vjp and jvp rules), then the jnp:: functions that bind them.
 #include <cmath>
 #include <numbers>
 
-#include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
+#include "core/primitive.hpp"
 #include "core/simd/kernels.hpp"
 
 namespace flaxpp {
 
-using autodiff::needs_grad;
-using autodiff::record;
 using autodiff::unbroadcast;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
+using prim::Aval;
+using prim::bind;
+using prim::Dims;
+using prim::Mapped;
+using prim::Save;
+using prim::Vals;
+template <size_t N>
+using Res = prim::Residuals<N>;
+template <size_t N>
+using Tan = prim::Tangents<N>;
 
 namespace {
 
@@ -151,174 +158,310 @@ Array unary_simd(const Array& a0, void (*kernel)(const float*, float*, int64_t))
   return out;
 }
 
-Grads two(const Need& need, auto first, auto second) {
+// Both cotangents of a binary rule, each computed only if needed.
+Grads both(const Need& need, auto first, auto second) {
   return {need[0] ? first() : Array(), need[1] ? second() : Array()};
 }
 
-}  // namespace
-
-// ---- arithmetic ---------------------------------------------------------------------------
-
-Array jnp::add(const Array& a, const Array& b) {
-  Array out = arith(a, b, "add", [](float x, float y) { return x + y; }, [](auto x, auto y) { return x + y; });
-  if (!needs_grad(a, b)) return out;
-  return record("add", out, {&a, &b}, [sa = a.shape(), sb = b.shape()](const Array& g, const Array&, const Need& n) {
-    return two(n, [&] { return unbroadcast(g, sa); }, [&] { return unbroadcast(g, sb); });
-  });
+// The shape/dtype rules shared by the elementwise families.
+Aval broadcast_aval(const Aval& a, const Aval& b, const char* name, DType out) {
+  return {a.shape == b.shape ? a.shape : broadcast_shapes(a.shape, b.shape, name), out};
 }
+struct UnaryFloat {
+  Aval abstract_eval(const Aval& a) const { return {a.shape, DType::float32}; }
+};
+struct UnaryKeepsOutput : UnaryFloat {  // rules read only the output (exp, tanh, sqrt, ...)
+  static constexpr Save save = Save::output;
+};
 
-Array jnp::subtract(const Array& a, const Array& b) {
-  Array out = arith(a, b, "subtract", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
-  if (!needs_grad(a, b)) return out;
-  return record("subtract", out, {&a, &b}, [sa = a.shape(), sb = b.shape()](const Array& g, const Array&, const Need& n) {
-    return two(n, [&] { return unbroadcast(g, sa); }, [&] { return unbroadcast(-g, sb); });
-  });
-}
+// ============================= the elementwise primitives ====================================
+// One block per primitive: kernel (impl), shape/dtype rule, vjp (the transpose, summing over
+// broadcast axes) and jvp (the linearisation, with tangents shaped like the inputs).
 
-Array jnp::multiply(const Array& a, const Array& b) {
-  Array out = arith(a, b, "multiply", [](float x, float y) { return x * y; }, [](auto x, auto y) { return x * y; });
-  if (!needs_grad(a, b)) return out;
-  return record("multiply", out, {&a, &b}, [a, b](const Array& g, const Array&, const Need& n) {
-    return two(n, [&] { return unbroadcast(g * b, a.shape()); }, [&] { return unbroadcast(g * a, b.shape()); });
-  });
-}
+struct Add {
+  static constexpr Save save = Save::nothing;
+  const char* name() const { return "add"; }
+  Array impl(const Array& a, const Array& b) const {
+    return arith(a, b, "add", [](float x, float y) { return x + y; }, [](auto x, auto y) { return x + y; });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, "add", promote(a.dtype, b.dtype));
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+    return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(g, r.shape[1]); });
+  }
+  Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] + t[1]; }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+struct Subtract {
+  static constexpr Save save = Save::nothing;
+  const char* name() const { return "subtract"; }
+  Array impl(const Array& a, const Array& b) const {
+    return arith(a, b, "subtract", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, "subtract", promote(a.dtype, b.dtype));
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+    return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(-g, r.shape[1]); });
+  }
+  Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] - t[1]; }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+struct Multiply {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "multiply"; }
+  Array impl(const Array& a, const Array& b) const {
+    return arith(a, b, "multiply", [](float x, float y) { return x * y; }, [](auto x, auto y) { return x * y; });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, "multiply", promote(a.dtype, b.dtype));
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    return both(n, [&] { return unbroadcast(g * b, a.shape()); }, [&] { return unbroadcast(g * a, b.shape()); });
+  }
+  Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
+    return t[0] * r.in[1] + r.in[0] * t[1];
+  }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
 // True division, as jnp.divide: integer operands give float32.
-Array jnp::divide(const Array& a, const Array& b) {
-  Array out = binary_kernel<float, float>(convert<float>(a), convert<float>(b), "divide",
-                                          [](float x, float y) { return x / y; });
-  if (!needs_grad(a, b)) return out;
-  return record("divide", out, {&a, &b}, [a, b](const Array& g, const Array&, const Need& n) {
-    return two(n, [&] { return unbroadcast(g / b, a.shape()); },
-               [&] { return unbroadcast(-(g * a) / (b * b), b.shape()); });
-  });
-}
+struct Divide {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "divide"; }
+  Array impl(const Array& a, const Array& b) const {
+    return binary_kernel<float, float>(convert<float>(a), convert<float>(b), "divide",
+                                       [](float x, float y) { return x / y; });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, "divide", DType::float32);
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    return both(n, [&] { return unbroadcast(g / b, a.shape()); },
+                [&] { return unbroadcast(-(g * a) / (b * b), b.shape()); });
+  }
+  Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    return t[0] / b - (t[1] * a) / (b * b);
+  }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::negative(const Array& a) {
-  Array out;
-  if (a.is_float())
-    out = unary_float(a, [](float x) { return -x; });
-  else
-    out = arith(Array(0), a, "negative", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
-  if (!needs_grad(a)) return out;
-  return record("negative", out, {&a}, [](const Array& g, const Array&, const Need&) { return Grads{-g}; });
-}
-
-Array operator+(const Array& a, const Array& b) { return jnp::add(a, b); }
-Array operator-(const Array& a, const Array& b) { return jnp::subtract(a, b); }
-Array operator*(const Array& a, const Array& b) { return jnp::multiply(a, b); }
-Array operator/(const Array& a, const Array& b) { return jnp::divide(a, b); }
-Array operator-(const Array& a) { return jnp::negative(a); }
+struct Negative {
+  static constexpr Save save = Save::nothing;
+  const char* name() const { return "negative"; }
+  Array impl(const Array& a) const {
+    if (a.is_float()) return unary_float(a, [](float x) { return -x; });
+    return arith(Array(0), a, "negative", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
+  }
+  Aval abstract_eval(const Aval& a) const { return {a.shape, promote(DType::int32, a.dtype)}; }
+  Grads vjp(const Res<1>&, const Array&, const Array& g, const Need&) const { return {-g}; }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return -t[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
 // x ** y. d/dx = y x^(y-1); d/dy = x^y log x, taken as 0 where x == 0 (as JAX).
-Array jnp::power(const Array& a, const Array& b) {
-  Array out = binary_kernel<float, float>(convert<float>(a), convert<float>(b), "power",
-                                          [](float x, float y) { return std::pow(x, y); });
-  if (!needs_grad(a, b)) return out;
-  return record("power", out, {&a, &b}, [a, b](const Array& g, const Array& out, const Need& n) {
-    return two(n, [&] { return unbroadcast(g * b * jnp::power(a, b - 1.f), a.shape()); },
-               [&] {
-                 Array safe_log = jnp::where(jnp::equal(a, 0.f), Array(0.f), jnp::log(jnp::where(jnp::equal(a, 0.f), Array(1.f), a)));
-                 return unbroadcast(g * out * safe_log, b.shape());
-               });
-  }, /*keep_output=*/true);
-}
+struct Power {
+  static constexpr Save save = Save::inputs_and_output;
+  const char* name() const { return "power"; }
+  Array impl(const Array& a, const Array& b) const {
+    return binary_kernel<float, float>(convert<float>(a), convert<float>(b), "power",
+                                       [](float x, float y) { return std::pow(x, y); });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, "power", DType::float32);
+  }
+  static Array safe_log(const Array& a) {
+    return jnp::where(jnp::equal(a, 0.f), Array(0.f), jnp::log(jnp::where(jnp::equal(a, 0.f), Array(1.f), a)));
+  }
+  Grads vjp(const Res<2>& r, const Array& out, const Array& g, const Need& n) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    return both(n, [&] { return unbroadcast(g * b * jnp::power(a, b - 1.f), a.shape()); },
+                [&] { return unbroadcast(g * out * safe_log(a), b.shape()); });
+  }
+  // Only perturbed operands contribute: x^3 at x < 0 has a finite derivative, though its
+  // exponent's term (log x) is NaN there.
+  Array jvp(const Res<2>& r, const Array& out, const Tan<2>& t) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    Array da = t[0] * b * jnp::power(a, b - 1.f);
+    if (!t.perturbed[1]) return da;
+    Array db = t[1] * out * safe_log(a);
+    return t.perturbed[0] ? da + db : db;
+  }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-// ---- unary float functions -------------------------------------------------------------------
+struct Exp : UnaryKeepsOutput {
+  const char* name() const { return "exp"; }
+  Array impl(const Array& a) const { return unary_simd(a, simd::kernels().exp); }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * out}; }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::exp(const Array& a) {
-  Array out = unary_simd(a, simd::kernels().exp);
-  if (!needs_grad(a)) return out;
-  return record("exp", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * out}; }, true);
-}
+struct Log : UnaryFloat {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "log"; }
+  Array impl(const Array& a) const { return unary_simd(a, simd::kernels().log); }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g / r.in[0]}; }
+  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / r.in[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::log(const Array& a) {
-  Array out = unary_simd(a, simd::kernels().log);
-  if (!needs_grad(a)) return out;
-  return record("log", out, {&a}, [a](const Array& g, const Array&, const Need&) { return Grads{g / a}; });
-}
+struct Log1p : UnaryFloat {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "log1p"; }
+  Array impl(const Array& a) const { return unary_simd(a, simd::kernels().log1p); }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {g / (r.in[0] + 1.f)};
+  }
+  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / (r.in[0] + 1.f); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::log1p(const Array& a) {
-  Array out = unary_simd(a, simd::kernels().log1p);
-  if (!needs_grad(a)) return out;
-  return record("log1p", out, {&a}, [a](const Array& g, const Array&, const Need&) { return Grads{g / (a + 1.f)}; });
-}
+struct Expm1 : UnaryKeepsOutput {
+  const char* name() const { return "expm1"; }
+  Array impl(const Array& a) const { return unary_simd(a, simd::kernels().expm1); }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * (out + 1.f)}; }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (out + 1.f); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::expm1(const Array& a) {
-  Array out = unary_simd(a, simd::kernels().expm1);
-  if (!needs_grad(a)) return out;
-  return record("expm1", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * (out + 1.f)}; }, true);
-}
+struct Tanh : UnaryKeepsOutput {
+  const char* name() const { return "tanh"; }
+  Array impl(const Array& a) const { return unary_simd(a, simd::kernels().tanh); }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
+    return {g * (1.f - out * out)};
+  }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (1.f - out * out); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::tanh(const Array& a) {
-  Array out = unary_simd(a, simd::kernels().tanh);
-  if (!needs_grad(a)) return out;
-  return record("tanh", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * (1.f - out * out)}; }, true);
-}
+// jax.nn.sigmoid is the primitive lax.logistic, with the fused rule d/dx = s (1 - s). Chaining
+// exp's and divide's rules instead gives 0 * inf = NaN once exp(-x) overflows (x < -88.7).
+struct Logistic : UnaryKeepsOutput {
+  const char* name() const { return "logistic"; }
+  Array impl(const Array& x) const { return 1.f / (1.f + jnp::exp(-x.detached())); }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
+    return {g * out * (1.f - out)};
+  }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out * (1.f - out); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::sqrt(const Array& a) {
-  Array out = unary_float(a, [](float x) { return std::sqrt(x); });
-  if (!needs_grad(a)) return out;
-  return record("sqrt", out, {&a}, [](const Array& g, const Array& out, const Need&) { return Grads{g * 0.5f / out}; }, true);
-}
+struct Sqrt : UnaryKeepsOutput {
+  const char* name() const { return "sqrt"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::sqrt(x); }); }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * 0.5f / out}; }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * 0.5f / out; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::rsqrt(const Array& a) {
-  Array out = unary_float(a, [](float x) { return 1.f / std::sqrt(x); });
-  if (!needs_grad(a)) return out;
-  // d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 out / x
-  return record("rsqrt", out, {&a}, [a](const Array& g, const Array& out, const Need&) { return Grads{g * -0.5f * out / a}; }, true);
-}
+// d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 out / x
+struct Rsqrt : UnaryFloat {
+  static constexpr Save save = Save::inputs_and_output;
+  const char* name() const { return "rsqrt"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return 1.f / std::sqrt(x); }); }
+  Grads vjp(const Res<1>& r, const Array& out, const Array& g, const Need&) const {
+    return {g * -0.5f * out / r.in[0]};
+  }
+  Array jvp(const Res<1>& r, const Array& out, const Tan<1>& t) const { return t[0] * -0.5f * out / r.in[0]; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::erf(const Array& a) {
-  Array out = unary_float(a, [](float x) { return std::erf(x); });
-  if (!needs_grad(a)) return out;
-  return record("erf", out, {&a}, [a](const Array& g, const Array&, const Need&) {
-    return Grads{g * static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(a * a))};
-  });
-}
+struct Erf : UnaryFloat {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "erf"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::erf(x); }); }
+  static Array slope(const Array& a) {
+    return static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(a * a));
+  }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {g * static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(r.in[0] * r.in[0]))};
+  }
+  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * slope(r.in[0]); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-// |x|; d/dx = sign(x), 0 at 0 (JAX's rule).
-Array jnp::abs(const Array& a) {
-  if (!a.is_float()) return jnp::where(jnp::less(a, Array(0)), jnp::negative(a), a);
-  Array out = unary_float(a, [](float x) { return std::fabs(x); });
-  if (!needs_grad(a)) return out;
-  return record("abs", out, {&a}, [a](const Array& g, const Array&, const Need&) { return Grads{g * jnp::sign(a)}; });
-}
+// |x| of float32; d/dx = sign(x), 0 at 0 (JAX's rule).
+struct Abs : UnaryFloat {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "abs"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::fabs(x); }); }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g * jnp::sign(r.in[0])}; }
+  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * jnp::sign(r.in[0]); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-// sign has zero derivative everywhere (JAX): no node is recorded.
-Array jnp::sign(const Array& a) {
-  if (!a.is_float()) return convert_to(jnp::subtract(convert<int32_t>(jnp::greater(a, Array(0))), convert<int32_t>(jnp::less(a, Array(0)))), a.dtype());
-  return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; });
-}
-
-Array jnp::square(const Array& a) { return a * a; }
-
-// ---- maximum / minimum / where ---------------------------------------------------------------
-
-// On ties the gradient is split evenly between the operands (as jax.numpy.maximum).
-static Array choose(const Array& a, const Array& b, bool take_max) {
-  const char* name = take_max ? "maximum" : "minimum";
-  Array out = take_max ? arith(a, b, name, [](float x, float y) { return std::isnan(x) || x > y ? x : y; },
-                               [](auto x, auto y) { return x > y ? x : y; })
-                       : arith(a, b, name, [](float x, float y) { return std::isnan(x) || x < y ? x : y; },
-                               [](auto x, auto y) { return x < y ? x : y; });
-  if (!needs_grad(a, b)) return out;
-  return record(name, out, {&a, &b}, [a, b, take_max](const Array& g, const Array&, const Need& n) {
+// maximum / minimum. On ties the gradient is split evenly between the operands (as
+// jax.numpy.maximum); NaN wins.
+struct Choose {
+  bool take_max;
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return take_max ? "maximum" : "minimum"; }
+  Array impl(const Array& a, const Array& b) const {
+    if (take_max)
+      return arith(a, b, name(), [](float x, float y) { return std::isnan(x) || x > y ? x : y; },
+                   [](auto x, auto y) { return x > y ? x : y; });
+    return arith(a, b, name(), [](float x, float y) { return std::isnan(x) || x < y ? x : y; },
+                 [](auto x, auto y) { return x < y ? x : y; });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, name(), promote(a.dtype, b.dtype));
+  }
+  // How much of the output each point owes to `a`: 1 where a wins, 0.5 on ties.
+  Array share_of_a(const Array& a, const Array& b) const {
     Array wins = convert<float>(take_max ? jnp::greater(a, b) : jnp::less(a, b));
     Array ties = convert<float>(jnp::equal(a, b)) * 0.5f;
-    Array wa = wins + ties;
-    return two(n, [&] { return unbroadcast(g * wa, a.shape()); },
-               [&] { return unbroadcast(g * (1.f - wa), b.shape()); });
-  });
-}
+    return wins + ties;
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    Array wa = share_of_a(a, b);
+    return both(n, [&] { return unbroadcast(g * wa, a.shape()); },
+                [&] { return unbroadcast(g * (1.f - wa), b.shape()); });
+  }
+  Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
+    Array wa = share_of_a(r.in[0], r.in[1]);
+    return t[0] * wa + t[1] * (1.f - wa);
+  }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::maximum(const Array& a, const Array& b) { return choose(a, b, true); }
-Array jnp::minimum(const Array& a, const Array& b) { return choose(a, b, false); }
+// sign of float32 (integer sign is composed from comparisons); its derivative is 0 (JAX).
+struct Sign : UnaryFloat {  // no rules: nothing is recorded for it
+  static constexpr bool differentiable = false;
+  const char* name() const { return "sign"; }
+  Array impl(const Array& a) const { return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; }); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::clip(const Array& a, float lo, float hi) { return jnp::minimum(jnp::maximum(a, Array(lo)), Array(hi)); }
+// where(cond, a, b): `cond` is bool and never differentiated; the rules keep only it.
+struct Where {
+  static constexpr Save save = Save::nothing;
+  static constexpr std::array<bool, 3> kept_inputs{true, false, false};
+  const char* name() const { return "where"; }
+  Array impl(const Array& cond, const Array& a0, const Array& b0) const;
+  Aval abstract_eval(const Aval& c, const Aval& a, const Aval& b) const {
+    DType d = a.dtype == DType::bool_ && b.dtype == DType::bool_ ? DType::bool_ : promote(a.dtype, b.dtype);
+    return broadcast_aval(broadcast_aval(c, a, "where", d), b, "where", d);
+  }
+  Grads vjp(const Res<3>& r, const Array&, const Array& g, const Need& n) const {
+    Array zero(0.f);
+    const Array& cond = r.in[0];
+    return {Array(), n[1] ? unbroadcast(jnp::where(cond, g, zero), r.shape[1]) : Array(),
+            n[2] ? unbroadcast(jnp::where(cond, zero, g), r.shape[2]) : Array()};
+  }
+  Array jvp(const Res<3>& r, const Array&, const Tan<3>& t) const { return jnp::where(r.in[0], t[1], t[2]); }
+  Mapped batch(const Vals<3>& x, const Dims<3>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
 
-Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
-  Array cond = cond0.dtype() == DType::bool_ ? cond0 : convert_to(cond0, DType::bool_);
+Array Where::impl(const Array& cond, const Array& a0, const Array& b0) const {
   DType d = promote(a0.dtype(), b0.dtype());
   if (a0.dtype() == DType::bool_ && b0.dtype() == DType::bool_) d = DType::bool_;
   Array a = convert_to(a0, d), b = convert_to(b0, d);
@@ -343,38 +486,135 @@ Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
       std::memcpy(po + (o + i) * isz, src, isz);
     }
   });
-  if (!needs_grad(a0, b0)) return out;
-  return record("where", out, {&a0, &b0}, [cond, sa0 = a0.shape(), sb0 = b0.shape()](const Array& g, const Array&, const Need& n) {
-    Array zero(0.f);
-    return two(n, [&] { return unbroadcast(jnp::where(cond, g, zero), sa0); },
-               [&] { return unbroadcast(jnp::where(cond, zero, g), sb0); });
-  });
+  return out;
+}
+
+}  // namespace
+
+// ---- the public face: jnp:: functions bind the primitives above -----------------------------
+
+Array jnp::add(const Array& a, const Array& b) { return bind(Add{}, a, b); }
+Array jnp::subtract(const Array& a, const Array& b) { return bind(Subtract{}, a, b); }
+Array jnp::multiply(const Array& a, const Array& b) { return bind(Multiply{}, a, b); }
+Array jnp::divide(const Array& a, const Array& b) { return bind(Divide{}, a, b); }
+Array jnp::negative(const Array& a) { return bind(Negative{}, a); }
+
+Array operator+(const Array& a, const Array& b) { return jnp::add(a, b); }
+Array operator-(const Array& a, const Array& b) { return jnp::subtract(a, b); }
+Array operator*(const Array& a, const Array& b) { return jnp::multiply(a, b); }
+Array operator/(const Array& a, const Array& b) { return jnp::divide(a, b); }
+Array operator-(const Array& a) { return jnp::negative(a); }
+
+Array jnp::power(const Array& a, const Array& b) { return bind(Power{}, a, b); }
+Array jnp::exp(const Array& a) { return bind(Exp{}, a); }
+Array jnp::log(const Array& a) { return bind(Log{}, a); }
+Array jnp::log1p(const Array& a) { return bind(Log1p{}, a); }
+Array jnp::expm1(const Array& a) { return bind(Expm1{}, a); }
+Array jnp::tanh(const Array& a) { return bind(Tanh{}, a); }
+Array jnp::sqrt(const Array& a) { return bind(Sqrt{}, a); }
+Array jnp::rsqrt(const Array& a) { return bind(Rsqrt{}, a); }
+Array jnp::erf(const Array& a) { return bind(Erf{}, a); }
+Array lax::logistic(const Array& a) { return bind(Logistic{}, a); }
+
+Array jnp::abs(const Array& a) {
+  if (!a.is_float()) return jnp::where(jnp::less(a, Array(0)), jnp::negative(a), a);
+  return bind(Abs{}, a);
+}
+
+// sign has zero derivative everywhere (JAX): no node is recorded.
+Array jnp::sign(const Array& a) {
+  if (!a.is_float()) return convert_to(jnp::subtract(convert<int32_t>(jnp::greater(a, Array(0))), convert<int32_t>(jnp::less(a, Array(0)))), a.dtype());
+  return bind(Sign{}, a);
+}
+
+Array jnp::square(const Array& a) { return a * a; }
+
+Array jnp::maximum(const Array& a, const Array& b) { return bind(Choose{true}, a, b); }
+Array jnp::minimum(const Array& a, const Array& b) { return bind(Choose{false}, a, b); }
+
+Array jnp::clip(const Array& a, float lo, float hi) { return jnp::minimum(jnp::maximum(a, Array(lo)), Array(hi)); }
+
+Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
+  Array cond = cond0.dtype() == DType::bool_ ? cond0
+               : prim::batched(cond0) || prim::traced(cond0) ? jnp::not_equal(cond0, Array(0))
+                                            : convert_to(cond0, DType::bool_);
+  return bind(Where{}, cond, a0, b0);
 }
 
 // ---- comparisons (bool results, no gradient) -------------------------------------------------
 
-Array jnp::equal(const Array& a, const Array& b) { return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); }); }
-Array jnp::not_equal(const Array& a, const Array& b) { return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); }); }
-Array jnp::less(const Array& a, const Array& b) { return compare(a, b, "less", [](auto x, auto y) { return uint8_t(x < y); }); }
-Array jnp::less_equal(const Array& a, const Array& b) { return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); }); }
-Array jnp::greater(const Array& a, const Array& b) { return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); }); }
-Array jnp::greater_equal(const Array& a, const Array& b) { return compare(a, b, "greater_equal", [](auto x, auto y) { return uint8_t(x >= y); }); }
+namespace {
 
-Array jnp::logical_not(const Array& a) {
-  Array b = convert_to(a, DType::bool_);
-  Array out = Array::empty(b.shape(), DType::bool_);
-  const uint8_t* p = b.data<uint8_t>();
-  uint8_t* o = out.mutable_data<uint8_t>();
-  for (int64_t i = 0, n = b.size(); i < n; ++i) o[i] = !p[i];
-  return out;
-}
+// Primitives without a derivative (bool or integer results, or zero derivative everywhere):
+// a kernel, a shape/dtype rule and a batching rule; nothing is recorded for them.
+
+enum class Cmp { equal, not_equal, less, less_equal, greater, greater_equal };
+struct Compare {
+  Cmp cmp;
+  static constexpr bool differentiable = false;
+  const char* name() const {
+    static constexpr const char* names[] = {"equal", "not_equal", "less", "less_equal", "greater", "greater_equal"};
+    return names[static_cast<int>(cmp)];
+  }
+  Array impl(const Array& a, const Array& b) const {
+    switch (cmp) {
+      case Cmp::equal: return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); });
+      case Cmp::not_equal: return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); });
+      case Cmp::less: return compare(a, b, "less", [](auto x, auto y) { return uint8_t(x < y); });
+      case Cmp::less_equal: return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); });
+      case Cmp::greater: return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); });
+      case Cmp::greater_equal: break;
+    }
+    return compare(a, b, "greater_equal", [](auto x, auto y) { return uint8_t(x >= y); });
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const { return broadcast_aval(a, b, name(), DType::bool_); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+struct LogicalNot {
+  static constexpr bool differentiable = false;
+  const char* name() const { return "not"; }
+  Array impl(const Array& a) const {
+    Array b = convert_to(a, DType::bool_);
+    Array out = Array::empty(b.shape(), DType::bool_);
+    const uint8_t* p = b.data<uint8_t>();
+    uint8_t* o = out.mutable_data<uint8_t>();
+    for (int64_t i = 0, n = b.size(); i < n; ++i) o[i] = !p[i];
+    return out;
+  }
+  Aval abstract_eval(const Aval& a) const { return {a.shape, DType::bool_}; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+// astype to another dtype (float32 -> float32 is the identity and binds nothing).
+struct ConvertElementType {
+  DType to;
+  static constexpr bool differentiable = false;
+  const char* name() const { return "convert_element_type"; }
+  std::string params() const { return std::string("new_dtype=") + dtype_name(to); }
+  Array impl(const Array& a) const { return convert_to(a, to); }
+  Aval abstract_eval(const Aval& a) const { return {a.shape, to}; }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+};
+
+}  // namespace
+
+Array jnp::equal(const Array& a, const Array& b) { return bind(Compare{Cmp::equal}, a, b); }
+Array jnp::not_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::not_equal}, a, b); }
+Array jnp::less(const Array& a, const Array& b) { return bind(Compare{Cmp::less}, a, b); }
+Array jnp::less_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::less_equal}, a, b); }
+Array jnp::greater(const Array& a, const Array& b) { return bind(Compare{Cmp::greater}, a, b); }
+Array jnp::greater_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::greater_equal}, a, b); }
+
+Array jnp::logical_not(const Array& a) { return bind(LogicalNot{}, a); }
 
 // ---- dtype conversion and creation -------------------------------------------------------------
 
 Array jnp::astype(const Array& a, DType dtype) {
-  Array out = convert_to(a, dtype);
-  if (dtype != DType::float32 || !needs_grad(a)) return out.node() ? out.detached() : out;
-  return out;  // float32 -> float32 is the identity: `out` is `a`, node included
+  if (a.dtype() != dtype) return bind(ConvertElementType{dtype}, a);
+  if (prim::batched(a)) return a;
+  // float32 -> float32 is the identity: `a`, node included, while it is being differentiated.
+  return a.node() && !autodiff::needs_grad(a) ? a.detached() : a;
 }
 
 Array jnp::zeros(const Shape& shape, DType dtype) {
@@ -415,6 +655,11 @@ Array jnp::full(const Shape& shape, int32_t value) {
 Array jnp::zeros_like(const Array& a) { return zeros(a.shape(), a.dtype()); }
 Array jnp::ones_like(const Array& a) { return ones(a.shape(), a.dtype()); }
 
-Array jnp::stop_gradient(const Array& a) { return a.detached(); }
+Array jnp::stop_gradient(const Array& a) {
+  if (prim::traced(a)) return a;  // the identity in a jaxpr (nothing differentiates it there)
+  if (const prim::BatchPayload* b = prim::batched(a))  // the batch stays, its gradient goes
+    return prim::wrap(jnp::stop_gradient(b->value), b->bdim, b->level, b->size);
+  return a.detached();
+}
 
 }  // namespace flaxpp

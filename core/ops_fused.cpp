@@ -12,14 +12,13 @@
 #include "core/gemm.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
+#include "core/primitive.hpp"
 #include "core/simd/kernels.hpp"
 
 namespace flaxpp::fused {
 
 using autodiff::needs_grad;
 using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
 
 namespace {
 

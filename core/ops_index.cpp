@@ -5,17 +5,15 @@
 #include <cstring>
 #include <string>
 
-#include "core/autodiff.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
 
 using autodiff::needs_grad;
 using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
 
 namespace {
 

@@ -2,17 +2,24 @@
 
 #include <algorithm>
 
-#include "core/autodiff.hpp"
 #include "core/gemm.hpp"
 #include "core/kernels.hpp"
 #include "core/ops.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
 
 using autodiff::needs_grad;
 using autodiff::record;
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
+using prim::Aval;
+using prim::Dims;
+using prim::Mapped;
+using prim::Save;
+using prim::Vals;
+template <size_t N>
+using Res = prim::Residuals<N>;
+template <size_t N>
+using Tan = prim::Tangents<N>;
 
 namespace {
 
@@ -68,12 +75,21 @@ Array matmul_nd(const Array& a, const Array& b) {
   return out;
 }
 
-// op(a) @ op(b) for 2-D float32 operands, op = transpose where the flag is set: BLAS reads the
-// operand transposed, so gradients need no transposed copies. Its rule uses itself, so
-// grad-of-grad works: for C = op(A) op(B),
+// d(a @ b) = da @ b + a @ db over the perturbed operands (forward mode of every product below;
+// jnp::matmul, so a tangent batched by vmap gives one batched product).
+Array product_jvp(const Array& a, const Array& b, const Array& ta, const Array& tb, const Need& p) {
+  if (p[0] && p[1]) return jnp::matmul(ta, b) + jnp::matmul(a, tb);
+  return p[0] ? jnp::matmul(ta, b) : jnp::matmul(a, tb);
+}
+
+// matmul_2d(a, b, ta, tb) = op(a) @ op(b) for 2-D float32 operands, op = transpose where the
+// flag is set: BLAS reads the operand transposed, so gradients need no transposed copies. Its
+// rule uses itself, so grad-of-grad works: for C = op(A) op(B),
 //   dA = G op(B)^T (or op(B) G^T when A is read transposed),
 //   dB = op(A)^T G (or G^T op(A) when B is read transposed).
-Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
+Array matmul_2d(const Array& a, const Array& b, bool ta, bool tb) {
+  if (prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b)))  // a rule under vmap
+    return jnp::matmul(ta ? jnp::transpose(a) : a, tb ? jnp::transpose(b) : b);
   int64_t m = a.shape()[ta ? 1 : 0], k = a.shape()[ta ? 0 : 1], n = b.shape()[tb ? 0 : 1];
   Array out = Array::empty({m, n}, DType::float32);
   float* po = out.mutable_data<float>();
@@ -85,11 +101,55 @@ Array mm2d(const Array& a, const Array& b, bool ta, bool tb) {
   return record("matmul", out, {&a, &b},
                 [a, b, ta, tb](const Array& g, const Array&, const Need& need) {
                   Grads r(2);
-                  if (need[0]) r[0] = ta ? mm2d(b, g, tb, true) : mm2d(g, b, false, !tb);
-                  if (need[1]) r[1] = tb ? mm2d(g, a, true, ta) : mm2d(a, g, !ta, false);
+                  if (need[0]) r[0] = ta ? matmul_2d(b, g, tb, true) : matmul_2d(g, b, false, !tb);
+                  if (need[1]) r[1] = tb ? matmul_2d(g, a, true, ta) : matmul_2d(a, g, !ta, false);
                   return r;
+                },
+                autodiff::Keep::nothing,
+                [a, b, ta, tb](const Grads& t, const Need& p, const Array&) {
+                  auto op = [](const Array& m, bool transposed) {
+                    return transposed ? jnp::transpose(m) : m;
+                  };
+                  return product_jvp(op(a, ta), op(b, tb), op(t[0], ta), op(t[1], tb), p);
                 });
 }
+
+// matmul of operands of rank >= 2 as one table primitive. Eager calls keep the kernels above
+// (and their fused rules); vmap binds this block, so that per-example products become one
+// batched product, and grad inside vmap differentiates it with the generic rules.
+struct Matmul {
+  static constexpr Save save = Save::inputs;
+  const char* name() const { return "matmul"; }
+  Array impl(const Array& a, const Array& b) const {
+    if (a.ndim() == 2 && b.ndim() == 2) return matmul_2d(a.detached(), b.detached(), false, false);
+    return matmul_nd(a, b);
+  }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    Shape lead = broadcast_shapes(Shape(std::span<const int64_t>(a.shape.begin(), a.shape.size() - 2)),
+                                  Shape(std::span<const int64_t>(b.shape.begin(), b.shape.size() - 2)), "matmul");
+    lead.push_back(a.shape[a.shape.size() - 2]);
+    lead.push_back(b.shape.back());
+    return {lead, DType::float32};
+  }
+  Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& need) const {
+    const Array &a = r.in[0], &b = r.in[1];
+    Grads d(2);
+    if (need[0]) d[0] = autodiff::unbroadcast(jnp::matmul(g, jnp::swapaxes(b, -1, -2)), a.shape());
+    if (need[1]) d[1] = autodiff::unbroadcast(jnp::matmul(jnp::swapaxes(a, -1, -2), g), b.shape());
+    return d;
+  }
+  Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
+    return jnp::matmul(t[0], r.in[1]) + jnp::matmul(r.in[0], t[1]);
+  }
+  // Batch axes first, and ones inserted so that the batched operand's leading (batch) axes line
+  // up with the other's under broadcasting: one product over the whole batch.
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    size_t rank = std::max(x[0].ndim() - (d[0] != prim::not_mapped), x[1].ndim() - (d[1] != prim::not_mapped));
+    Array a = d[0] == prim::not_mapped ? x[0] : prim::batch_first(x[0], d[0], rank);
+    Array b = d[1] == prim::not_mapped ? x[1] : prim::batch_first(x[1], d[1], rank);
+    return {jnp::matmul(a, b), 0};
+  }
+};
 
 }  // namespace
 
@@ -111,11 +171,18 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (a.ndim() == 1) s.erase(s.size() - 1 - (b.ndim() == 1 ? 0 : 1));
     return reshape(r, s);
   }
+  if ((prim::batching_depth() > 0 && (prim::batched(a) || prim::batched(b))) ||
+      (prim::detail::t_tracing > 0 && (prim::traced(a) || prim::traced(b)))) {
+    if (a.shape().back() != b.shape()[b.ndim() - 2])
+      throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) +
+                                  " @ " + to_string(b.shape()));
+    return prim::bind(Matmul{}, a, b);
+  }
   if (a.ndim() == 2 && b.ndim() == 2) {
     if (a.shape()[1] != b.shape()[0])
       throw std::invalid_argument("matmul: contracting dims differ: " + to_string(a.shape()) +
                                   " @ " + to_string(b.shape()));
-    return mm2d(a, b, false, false);
+    return matmul_2d(a, b, false, false);
   }
   Array out = matmul_nd(a, b);
   if (!needs_grad(a, b)) return out;
@@ -127,11 +194,11 @@ Array jnp::matmul(const Array& a, const Array& b) {
       int64_t k = b.shape()[0], n = b.shape()[1], rows = 1;
       for (size_t d = 0; d + 1 < a.ndim(); ++d) rows *= a.shape()[d];
       Array a2 = reshape(a, {rows, k}), g2 = reshape(g, {rows, n});
-      if (need[0]) r[0] = reshape(mm2d(g2, b, false, true), a.shape());
-      if (need[1]) r[1] = mm2d(a2, g2, true, false);
+      if (need[0]) r[0] = reshape(matmul_2d(g2, b, false, true), a.shape());
+      if (need[1]) r[1] = matmul_2d(a2, g2, true, false);
       return r;
     }
-    if (a.ndim() == 2 && !autodiff::is_recording()) {
+    if (a.ndim() == 2 && !autodiff::is_recording() && !prim::batched(g)) {
       // One matrix times a batch (the spatial product W (n, n) @ x (B, n, d)), straight on BLAS:
       // dW = sum_i g_i x_i^T accumulated in place (no (B, n, n) intermediate), dx_i = W^T g_i.
       int64_t m = a.shape()[0], k = a.shape()[1], n = b.shape().back(), count = b.size() / std::max<int64_t>(1, k * n);
@@ -154,6 +221,8 @@ Array jnp::matmul(const Array& a, const Array& b) {
     if (need[0]) r[0] = autodiff::unbroadcast(matmul(g, swapaxes(b, -1, -2)), a.shape());
     if (need[1]) r[1] = autodiff::unbroadcast(matmul(swapaxes(a, -1, -2), g), b.shape());
     return r;
+  }, autodiff::Keep::nothing, [a, b](const Grads& t, const Need& p, const Array&) {
+    return product_jvp(a, b, t[0], t[1], p);
   });
 }
 

@@ -1,12 +1,10 @@
 // jax.nn helpers: softmax and log_softmax, numerically stable (shifted by the max, which is
 // held constant for differentiation, as JAX's stop_gradient(x_max)).
-#include "core/autodiff.hpp"
+#include "core/primitive.hpp"
 #include "core/ops.hpp"
 
 namespace flaxpp {
 
-using Need = std::vector<bool>;
-using Grads = std::vector<Array>;
 
 // exp(x - max) / sum(exp(x - max)). A fused rule, as jax.nn.softmax's custom_jvp: the vjp
 // y * (g - sum(g * y)) needs only the output (one node instead of six, and no exp/sum kept
@@ -23,7 +21,7 @@ Array jnp::softmax(const Array& a, int64_t axis) {
       [axis](const Array& g, const Array& y, const Need&) {
         return Grads{y * (g - sum(g * y, {axis}, true))};
       },
-      /*keep_output=*/true);
+      autodiff::Keep::output);
 }
 
 // x - max - log(sum(exp(x - max))), composed from primitives (as jax.nn.log_softmax); its

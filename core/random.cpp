@@ -81,7 +81,7 @@ uint32_t urem(uint32_t a, uint32_t b) { return b == 0 ? a : a % b; }  // XLA: x 
 float erf_inv_f32(float x) { return scalar_via(x, simd::kernels().erf_inv); }
 float log1p_f32(float x) { return scalar_via(x, simd::kernels().log1p_correct); }
 
-// Spec §8b: StableHLO's float32 erf, (x * alpha(x^2)) / beta(x^2) with x clamped to [-4, 4].
+// StableHLO's float32 erf, (x * alpha(x^2)) / beta(x^2) with x clamped to [-4, 4].
 float erf_f32(float x) {
   constexpr float kAlpha[7] = {-2.72614225801306e-10f, 2.77068142495902e-08f,
                                -2.10102402082508e-06f, -5.69250639462346e-05f,
@@ -176,12 +176,12 @@ Array uniform(Key key, const Shape& shape, float minval, float maxval) {
   });
 }
 
-// Spec §8: sqrt(2) * erf_inv(uniform(nextafter(-1, 0), 1)).
+// normal: sqrt(2) * erf_inv(uniform(nextafter(-1, 0), 1)).
 Array normal(Key key, const Shape& shape) {
   return draw_f32("random.normal", key, shape, simd::kernels().normal);
 }
 
-// Spec §9: sqrt(2) erf_inv(uniform(erf(lower/sqrt2), erf(upper/sqrt2))), clipped to the open
+// truncated_normal: sqrt(2) erf_inv(uniform(erf(lower/sqrt2), erf(upper/sqrt2))), clipped to the open
 // interval (nextafter(lower, +inf), nextafter(upper, -inf)).
 Array truncated_normal(Key key, float lower, float upper, const Shape& shape) {
   const float a = erf_f32(lower / kSqrt2), b = erf_f32(upper / kSqrt2);
@@ -205,7 +205,7 @@ Array bernoulli(Key key, float p, const Shape& shape) {
   return out;
 }
 
-// Spec §10: two bit draws from split(key), combined modulo span with JAX's uint32 wrapping.
+// randint: two bit draws from split(key), combined modulo span with JAX's uint32 wrapping.
 Array randint(Key key, const Shape& shape, int64_t minval, int64_t maxval) {
   constexpr int64_t kMin = std::numeric_limits<int32_t>::min();
   constexpr int64_t kMax = std::numeric_limits<int32_t>::max();
@@ -229,7 +229,7 @@ Array randint(Key key, const Shape& shape, int64_t minval, int64_t maxval) {
   return out;
 }
 
-// Spec §10: ceil(3 ln(n) / ln(2^32 - 1)) rounds of a stable sort by fresh 32-bit keys.
+// permutation: ceil(3 ln(n) / ln(2^32 - 1)) rounds of a stable sort by fresh 32-bit keys.
 Array permutation(Key key, int64_t n) {
   if (n < 0) throw std::invalid_argument("permutation: n must be >= 0, got " + std::to_string(n));
   if (n > std::numeric_limits<int32_t>::max())
@@ -285,7 +285,7 @@ Array categorical(Key key, const Array& logits, int64_t axis) {
   return out;
 }
 
-// ---- derived samplers (jax.random, spec §10) ----
+// ---- derived samplers (jax.random) ----
 
 Array exponential(Key key, const Shape& shape) {  // -log1p(-u)
   Array u = uniform(key, shape);

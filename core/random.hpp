@@ -12,7 +12,7 @@
 // JAX >= 0.5.0's default, legacy is JAX <= 0.4.38's. Spec: shared/reference/jax-random.md.
 //
 // Numerics follow current XLA:CPU: every float32 operation rounded once, no FMA contraction
-// (build with -ffp-contract=off). erf_inv and erf are XLA's float32 polynomials (spec §8a/§8b);
+// (build with -ffp-contract=off). erf_inv and erf are XLA's float32 polynomials;
 // log1p is correctly rounded; log, exp, tan, pow, sqrt are float32 results of double evaluation.
 // Integer paths (keys, bits, randint, bernoulli, permutation) and uniform on [0,1) and [-1,1)
 // are exact on every backend; for the rest JAX's backends themselves differ by ~1 ulp.

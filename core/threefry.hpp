@@ -7,7 +7,7 @@
 //   Array h = threefry_2x32(k, counts);                   // uint32, counts.shape
 //   { ScopedBitsMode legacy(BitsMode::legacy); ... }      // like jax_threefry_partitionable=False
 //
-// Spec: shared/reference/jax-random.md §1, §2, §5, §6. Everything here is integer arithmetic
+// JAX's threefry2x32 PRNG (jax._src.prng). Everything here is integer arithmetic
 // modulo 2^32 and therefore bit-exact with JAX on every backend.
 //
 // Bit modes. BitsMode::partitionable (the JAX >= 0.5.0 default) derives element i of a draw from

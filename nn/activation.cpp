@@ -3,7 +3,7 @@
 #include <cmath>
 #include <numbers>
 
-#include "core/autodiff.hpp"
+#include "core/ops.hpp"
 #include "core/ops_fused.hpp"
 
 namespace flaxpp::nn {
@@ -16,16 +16,8 @@ Array gelu(const Array& x, bool approximate) {
 
 Array relu(const Array& x) { return jnp::where(jnp::greater(x, Array(0.f)), x, Array(0.f)); }
 
-// jax.nn.sigmoid is the primitive lax.logistic, with the fused rule d/dx = s (1 - s). Chaining
-// exp's and divide's rules instead gives 0 * inf = NaN once exp(-x) overflows (x < -88.7).
-Array sigmoid(const Array& x) {
-  Array s = 1.f / (1.f + jnp::exp(-x.detached()));
-  if (!autodiff::needs_grad(x)) return s;
-  return autodiff::record(
-      "logistic", s, {&x},
-      [](const Array& g, const Array& out, const std::vector<bool>&) { return std::vector<Array>{g * out * (1.f - out)}; },
-      /*keep_output=*/true);
-}
+// jax.nn.sigmoid is the primitive lax.logistic (its rule lives in core/ops_elementwise.cpp).
+Array sigmoid(const Array& x) { return lax::logistic(x); }
 
 Array silu(const Array& x) { return x * sigmoid(x); }
 

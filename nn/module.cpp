@@ -227,7 +227,8 @@ detail::Frame* Scope::open_child(const std::string& name, const std::string& typ
   } else if (ctx_->compat == Compat::v2021) {
     // A child opened again by a later call of its parent (a compact submodule re-created):
     // Flax 0.3.4 pushes a fresh scope whose rng counters restart at 0; from 0.4.0 they continue
-    // (flax-semantics §2.3). Calls through one handle reuse its frame and always continue.
+    // (Flax 0.3.4 scope.py vs 0.4 module.py). Calls through one handle reuse its frame and
+    // always continue.
     slot->rng_counters.clear();
   }
   slot->type_name = type_name;

@@ -11,7 +11,7 @@
 // stream in a scope, 2 for the second, ...) and stream root key K:
 //   current, v2024: fold_in(K, be32(sha1(p1 || ... || pk || minimal_be_bytes(c))[0:4]))
 //   v2021:          fold_in(fold_in(...fold_in(K, be32(sha1(p1)[0:4]))..., be32(sha1(pk)[0:4])), c)
-// (flax-semantics.md §2; Flax's rng_guide and scope_test known answers check both.)
+// (Flax's rng_guide and scope_test known answers check both: tests/nn/module_test.cpp.)
 #pragma once
 
 #include <array>

@@ -6,7 +6,9 @@
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/ops_fused.hpp"
+#include "core/primitive.hpp"
 #include "core/random.hpp"
+#include "core/tree.hpp"
 
 using namespace flaxpp;
 
@@ -95,6 +97,47 @@ TEST_CASE("vjp pullback and jvp agree with the Jacobian") {
   CHECK(at(tangent, 2) == 0.f);
   CHECK_THROWS_WITH_AS(pullback(Array::vector({1.f})), "vjp pullback: cotangent shape (1,) differs from output shape (3,)",
                        std::invalid_argument);
+}
+
+// jvp is forward mode proper: closed forms for one and several arguments, trees, nesting.
+TEST_CASE("jvp over several arguments takes tuples of primals and tangents") {
+  // f(x, w) = sum(x * w) + exp(w): d = sum(dx * w + x * dw) + exp(w) dw.
+  auto f = [](const Array& x, const Array& w) { return jnp::sum(x * w) + jnp::exp(jnp::sum(w)); };
+  Array x = Array::vector({1.f, 2.f}), w = Array::vector({0.5f, -0.25f});
+  Array dx = Array::vector({1.f, 0.f}), dw = Array::vector({0.f, 2.f});
+  auto [y, ydot] = jvp(f, std::tuple{x, w}, std::tuple{dx, dw});
+  double ew = std::exp(0.25);
+  CHECK(y.item<double>() == doctest::Approx(0.5 - 0.5 + ew));
+  CHECK(ydot.item<double>() == doctest::Approx(1 * 0.5 + 2 * 2 + ew * 2).epsilon(1e-6));
+  CHECK(!ydot.node());  // a top-level jvp returns detached values
+
+  // A parameter tree: tangent shaped like the tree.
+  Tree p{{"a", Array::vector({1.f, 2.f})}, {"b", Array(3.f)}};
+  Tree t{{"a", Array::vector({1.f, 1.f})}, {"b", Array(0.5f)}};
+  auto g = [](const Tree& q) { return jnp::sum(q.at("a").array()) * q.at("b").array(); };
+  auto [gy, gdot] = jvp(g, p, t);
+  CHECK(gy.item<float>() == 9.f);
+  CHECK(gdot.item<float>() == doctest::Approx(2 * 3 + 3 * 0.5));  // da sum * b + sum(a) db
+
+  CHECK_THROWS_WITH_AS(jvp(f, std::tuple{x, w}, std::tuple{dx, Array::vector({1.f})}),
+                       "jvp: tangent float32(1,) differs from primal float32(2,)",
+                       std::invalid_argument);
+}
+
+TEST_CASE("jvp nests with grad both ways: forward-over-reverse and reverse-over-forward") {
+  // f(x) = sum(x^3): grad = 3x^2, H = diag(6x). jvp(grad f)(x; v) = 6 x v, and
+  // grad of x -> <jvp(f)(x; v), 1> = grad of sum(3 x^2 v) = 6 x v.
+  auto f = [](const Array& x) { return jnp::sum(x * x * x); };
+  Array x = Array::vector({1.f, -2.f, 0.5f}), v = Array::vector({1.f, 0.5f, -2.f});
+  auto [g, hv] = jvp(grad(f), x, v);
+  CHECK(g.to_float() == std::vector<float>{3.f, 12.f, 0.75f});
+  CHECK(hv.to_float() == std::vector<float>{6.f, -6.f, -6.f});
+  Array rv = grad([&](const Array& y) { return jvp(f, y, v).second; })(x);
+  CHECK(rv.to_float() == std::vector<float>{6.f, -6.f, -6.f});
+  // jvp of jvp: the second derivative along v twice, sum(6 x v v).
+  auto [d1, d2] = jvp([&](const Array& y) { return jvp(f, y, v).second; }, x, v);
+  CHECK(d1.item<float>() == doctest::Approx(3 * (1 * 1 + 4 * 0.5 + 0.25 * -2)));
+  CHECK(d2.item<float>() == doctest::Approx(6 * (1 * 1 - 2 * 0.25 + 0.5 * 4)));
 }
 
 TEST_CASE("Hessian-vector product of a quadratic form") {

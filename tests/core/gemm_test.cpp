@@ -5,7 +5,10 @@
 // 1e-5 relative to k covers every case here with margin.
 #include <doctest/doctest.h>
 
+#include <cblas.h>
+
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/gemm.hpp"
@@ -111,4 +114,23 @@ TEST_CASE("sgemm_batched: shared and per-item operands, transposed A") {
       CHECK(worst <= 1e-5 * double(m));
     }
   }
+}
+
+TEST_CASE("k = 1 products (outer products) equal cblas_sgemm bit for bit, signed zeros included") {
+  // The shortcut writes each entry once; BLAS zeroes C and adds: +0 where a product is -0.
+  const int64_t m = 5, n = 7;
+  std::vector<float> a(m), b(n);
+  for (int64_t i = 0; i < m; ++i) a[i] = (i == 2) ? -0.f : 0.37f * static_cast<float>(i) - 1.1f;
+  for (int64_t j = 0; j < n; ++j) b[j] = (j == 3) ? 0.f : 1.3f - 0.29f * static_cast<float>(j);
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      std::vector<float> got(m * n, 42.f), want(m * n, 42.f);
+      // A is m x 1 (lda 1) or, read transposed, 1 x m (lda m); B likewise.
+      int64_t lda = ta ? m : 1, ldb = tb ? 1 : n;
+      flaxpp::gemm::sgemm(ta, tb, m, n, 1, 1.f, a.data(), lda, b.data(), ldb, 0.f, got.data(), n);
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                  m, n, 1, 1.f, a.data(), static_cast<int>(lda), b.data(), static_cast<int>(ldb),
+                  0.f, want.data(), n);
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    }
 }

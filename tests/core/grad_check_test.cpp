@@ -33,6 +33,7 @@
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
+#include "core/vmap.hpp"
 
 using namespace flaxpp;
 
@@ -436,6 +437,147 @@ TEST_CASE("every differentiable primitive matches central finite differences") {
   CHECK(checked == static_cast<int>(table().size()));
 }
 
+// Forward mode, column by column: jvp(f, x, e_ji) for every unit tangent e_ji, weighted by W,
+// is d L / d x_ji, checked against the same central differences (and the same tolerance).
+TEST_CASE("jvp of every primitive matches central finite differences") {
+  int checked = 0;
+  for (const Case& c : table()) {
+    uint64_t seed = seed_of(c.name);
+    auto xs = make_inputs(c, seed);
+    Array W = random_like(c.f(xs).shape(), seed + 1000);
+    auto w = W.to_double();
+    std::vector<Array> analytic;
+    for (size_t j = 0; j < xs.size(); ++j) {
+      std::vector<float> col(static_cast<size_t>(xs[j].size()));
+      for (int64_t i = 0; i < xs[j].size(); ++i) {
+        std::vector<Array> t;
+        for (size_t k = 0; k < xs.size(); ++k) t.push_back(jnp::zeros(xs[k].shape()));
+        std::vector<float> e(static_cast<size_t>(xs[j].size()), 0.f);
+        e[static_cast<size_t>(i)] = 1.f;
+        t[j] = Array::from(xs[j].shape(), e);
+        auto [y, ydot] = jvp(c.f, xs, t);
+        REQUIRE_MESSAGE(ydot.shape() == y.shape(), c.name);
+        col[static_cast<size_t>(i)] = static_cast<float>(weighted_sum(ydot, w));
+      }
+      analytic.push_back(Array::from(xs[j].shape(), col));
+    }
+    Report report;
+    compare_fd(
+        xs, analytic, c.h, [&](const std::vector<Array>& v) { return weighted_sum(c.f(v), w); },
+        [&](size_t j, int64_t i, double an, double fd) { report(j, i, an, fd, c.tol); });
+    INFO(c.name, ": ", report.where);
+    CHECK(report.bad == 0);
+    ++checked;
+  }
+  CHECK(checked == static_cast<int>(table().size()));
+}
+
+// jvp and vjp are one linear map and its transpose: <J v, u> == <v, J^T u> for random u, v.
+// Both sides are float32 sums of the same products in different orders; 1e-5 relative (about
+// 100 float32 ulps) covers the rounding of the <= 120-term sums in this table.
+TEST_CASE("jvp is the transpose of vjp for every primitive: <J v, u> == <v, J^T u>") {
+  for (const Case& c : table()) {
+    uint64_t seed = seed_of(c.name) + 3;
+    auto xs = make_inputs(c, seed);
+    std::vector<Array> v;
+    for (size_t j = 0; j < xs.size(); ++j) v.push_back(random_like(xs[j].shape(), seed + 10 + j));
+    auto [y, pullback] = vjp(c.f, xs);
+    Array u = random_like(y.shape(), seed + 99);
+    auto [ct] = pullback(u);
+    auto [y2, ydot] = jvp(c.f, xs, v);
+    CHECK_MESSAGE(y2.to_float() == y.to_float(), c.name);  // jvp's primal is f(x), bit for bit
+    double lhs = 0, rhs = 0, scale = 1;
+    auto yd = ydot.to_double(), uu = u.to_double();
+    for (size_t i = 0; i < yd.size(); ++i) lhs += yd[i] * uu[i], scale += std::fabs(yd[i] * uu[i]);
+    for (size_t j = 0; j < xs.size(); ++j) {
+      auto a = v[j].to_double(), b = ct[j].to_double();
+      for (size_t i = 0; i < a.size(); ++i) rhs += a[i] * b[i], scale += std::fabs(a[i] * b[i]);
+    }
+    CHECK_MESSAGE(std::fabs(lhs - rhs) <= 1e-5 * scale, c.name, ": ", lhs, " vs ", rhs);
+  }
+}
+
+// ---- the batching column: vmap(f) equals a loop of f over examples -------------------------
+
+// f over separate arguments (vmap's in_axes are per argument), for rows of 1 to 3 inputs.
+Array apply_vmap(const Case& c, const std::vector<Array>& xs, const std::vector<MapAxis>& axes) {
+  auto f = [&](const auto&... a) { return c.f(std::vector<Array>{a...}); };
+  switch (xs.size()) {
+    case 1: return vmap(f, axes)(xs[0]);
+    case 2: return vmap(f, axes)(xs[0], xs[1]);
+    default: return vmap(f, axes)(xs[0], xs[1], xs[2]);
+  }
+}
+
+// Rows whose primitives have no batching rule yet (each throws "vmap: no batching rule for
+// <prim> yet"); a row leaves this list when its primitive joins the table.
+const std::set<std::string> kNotBatchedYet = {
+    "concatenate axis 0", "concatenate axis -1", "split", "split_at", "stack axis 0",
+    "stack axis -1", "slice", "slice multi-axis", "index", "take", "take axis 0",
+    "take_along_axis", "take_along_axis broadcast", "tril", "triu k=1", "tril k=-1",
+    "softmax", "softmax axis 0"};
+
+TEST_CASE("vmap of every batchable primitive equals a loop over examples (axis 0, last, none)") {
+  constexpr int64_t B = 3;
+  std::set<std::string> not_batched;
+  for (const Case& c : table()) {
+    uint64_t seed = seed_of(c.name) + 5;
+    std::vector<std::vector<Array>> ex;  // ex[b][j]: example b of input j
+    for (int64_t b = 0; b < B; ++b) ex.push_back(make_inputs(c, seed + 100 * b));
+    size_t n = c.shapes.size();
+    // Layouts: every input mapped at axis 0; every input mapped at its last axis; and, for
+    // several inputs, input 0 alone mapped (the others shared: example 0's values).
+    for (int layout = 0; layout < (n > 1 ? 3 : 2); ++layout) {
+      std::vector<Array> args;
+      std::vector<MapAxis> axes;
+      for (size_t j = 0; j < n; ++j) {
+        std::vector<Array> col;
+        for (int64_t b = 0; b < B; ++b) col.push_back(ex[b][j]);
+        if (layout == 2 && j > 0) {
+          args.push_back(ex[0][j]);
+          axes.push_back(none);
+        } else {
+          int64_t ax = layout == 1 ? static_cast<int64_t>(c.shapes[j].size()) : 0;
+          args.push_back(jnp::stack(col, ax));
+          axes.push_back(layout == 1 ? -1 : 0);
+        }
+      }
+      Array got;
+      try {
+        got = apply_vmap(c, args, axes);
+      } catch (const std::invalid_argument& e) {
+        std::string what = e.what();
+        REQUIRE_MESSAGE(what.rfind("vmap: no batching rule for ", 0) == 0, c.name, ": ", what);
+        not_batched.insert(c.name);
+        break;
+      }
+      for (int64_t b = 0; b < B; ++b) {
+        std::vector<Array> xb = ex[b];
+        if (layout == 2)
+          for (size_t j = 1; j < n; ++j) xb[j] = ex[0][j];
+        auto want = c.f(xb).to_float();
+        auto have = jnp::index(got, b).to_float();
+        REQUIRE_MESSAGE(have.size() == want.size(), c.name);
+        // Elementwise, shape and reduction rules run the same kernels on the same values in
+        // the same order: bit for bit. Products go through one larger sgemm, whose blocking may
+        // round differently: 1e-6 relative (a few float32 ulps).
+        bool product = c.name.rfind("matmul", 0) == 0 || c.name.rfind("dot", 0) == 0 ||
+                       c.name.rfind("vdot", 0) == 0;
+        for (size_t k = 0; k < want.size(); ++k) {
+          if (product)
+            CHECK_MESSAGE(std::fabs(have[k] - want[k]) <= 1e-6 * std::max(1.f, std::fabs(want[k])),
+                          c.name, " layout ", layout);
+          else
+            CHECK_MESSAGE((have[k] == want[k] || (std::isnan(have[k]) && std::isnan(want[k]))),
+                          c.name, " layout ", layout, " example ", b, " element ", k, ": ",
+                          have[k], " vs ", want[k]);
+        }
+      }
+    }
+  }
+  CHECK(not_batched == kNotBatchedYet);
+}
+
 TEST_CASE("the table covers every differentiable primitive of core/ops.hpp") {
   std::set<std::string> rows;
   for (const Case& c : table()) rows.insert(c.name.substr(0, c.name.find(' ')));
@@ -496,6 +638,16 @@ TEST_CASE("second derivatives: grad of grad matches finite differences of grad")
     auto L = [&](const std::vector<Array>& v) { return jnp::sum(jnp::tanh(c.f(v)) * W); };
     auto G = [&](const std::vector<Array>& v) { return autodiff::vdot_all(grad(L)(v), V); };
     std::vector<Array> hv = grad(G)(xs);
+    // Forward over reverse gives the same Hessian-vector product: H V = d/de grad L(x + e V),
+    // up to float32 rounding of the different evaluation order (2e-4 relative, stated loosely:
+    // the rows chain up to six primitives).
+    auto [gx, hv_fwd] = jvp([&](const std::vector<Array>& v) { return grad(L)(v); }, xs, V);
+    for (size_t j = 0; j < xs.size(); ++j) {
+      auto a = hv[j].to_double(), b = hv_fwd[j].to_double();
+      for (size_t i = 0; i < a.size(); ++i)
+        CHECK_MESSAGE(std::fabs(a[i] - b[i]) <= 2e-4 * std::max(1.0, std::fabs(a[i])), c.name,
+                      " input ", j, " element ", i, ": ", a[i], " vs ", b[i]);
+    }
     Report report;
     compare_fd(
         xs, hv, 1e-2, [&](const std::vector<Array>& v) { return G(v).template item<double>(); },

@@ -480,7 +480,7 @@ TEST_CASE("float32 special functions: erf_inv, erf, log1p") {
   CHECK(rnd::erf_inv_f32(1.f) == INFINITY);
   CHECK(rnd::erf_inv_f32(-1.f) == -INFINITY);
   CHECK(rnd::erf_inv_f32(0.f) == 0.f);
-  // Spec §8b: erf(-+2/sqrt2) is the correctly rounded -+0.9544997.
+  // XLA's erf: erf(-+2/sqrt2) is the correctly rounded -+0.9544997.
   const float s = 1.41421354f;
   CHECK(rnd::erf_f32(2.f / s) == 0.954499722f);
   CHECK(rnd::erf_f32(-2.f / s) == -0.954499722f);
