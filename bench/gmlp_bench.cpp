@@ -55,6 +55,7 @@
 #include "bench/gmlp_configs.hpp"
 #include "bench/harness.hpp"
 #include "core/autodiff.hpp"
+#include "core/format.hpp"
 #include "core/ops.hpp"
 #include "core/parallel.hpp"
 #include "core/random.hpp"
@@ -356,14 +357,7 @@ std::string fmt(double v, const char* unit = "") {
   return buf;
 }
 
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n), out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i && (s.size() - i) % 3 == 0) out += ',';
-    out += s[i];
-  }
-  return out;
-}
+using format::with_commas;
 
 void print_table(const Config& c, const json& entry) {
   const json& f = entry["flaxpp"];
@@ -414,9 +408,8 @@ void print_table(const Config& c, const json& entry) {
       fmt(f["peak_rss_fwd_bwd_mib"].get<double>(), " MiB"), " MiB");
 }
 
-int driver(const Options& o) {
-  const int rounds = o.rounds > 0 ? o.rounds : (o.quick ? 1 : 3);
-  const auto t_start = std::chrono::steady_clock::now();
+// The run's header: date, machine, threads and load, also printed to stderr.
+json run_header(const Options& o, int rounds) {
   json out;
   out["benchmark"] = "gmlp-flaxpp";
   out["format_version"] = 1;
@@ -435,9 +428,18 @@ int driver(const Options& o) {
                out["date"].get<std::string>().c_str(), out["cpu"].get<std::string>().c_str(),
                out["machine"].get<std::string>().c_str(), out["nproc"].get<long>(), num_threads(),
                bench::openblas_threads(), out["load_avg_before"].dump().c_str());
+  return out;
+}
 
-  std::map<std::string, std::vector<json>> results;
+struct WorkerResults {
+  std::map<std::string, std::vector<json>> rounds;  // per config, one worker's JSON per round
   std::vector<std::string> failed;
+  json openblas_threads;  // as the last worker reported it
+};
+
+// Phase 1: each config in its own worker process, `rounds` times, configs interleaved.
+WorkerResults run_workers(const Options& o, int rounds) {
+  WorkerResults res;
   for (int r = 0; r < rounds; ++r)
     for (const auto& name : o.configs) {
       std::vector<std::string> argv = {"/proc/self/exe", "--worker", name};
@@ -452,7 +454,7 @@ int driver(const Options& o) {
       if (c.status != 0 || pos == std::string::npos) {
         std::fprintf(stderr, "gmlp_bench: worker %s failed (exit status %d)\n", name.c_str(),
                      c.status);
-        failed.push_back(name);
+        res.failed.push_back(name);
         continue;
       }
       json w = json::parse(c.out.substr(pos + 7));
@@ -462,11 +464,81 @@ int driver(const Options& o) {
                 fmt(bench::median(w["samples"][m]["ms"].get<std::vector<double>>()), "ms");
       std::fprintf(stderr, "gmlp_bench: [round %d] %s:%s peakRSS=%.0fMiB (%.1f s)\n", r,
                    name.c_str(), line.c_str(), w["peak_rss_mib"].get<double>(), wall);
-      out["openblas_threads_workers"] = w["openblas_threads_end"];
-      results[name].push_back(std::move(w));
+      res.openblas_threads = w["openblas_threads_end"];
+      res.rounds[name].push_back(std::move(w));
     }
+  return res;
+}
 
-  TorchRun torch = run_torch(o, rounds);
+// Phase 3: one config's entry: flaxpp's aggregate, torch's figures and the ratios, the targets.
+json config_entry(const Config& c, const std::vector<json>& rounds, const TorchRun& torch) {
+  const std::string& name = c.name;
+  const json f = aggregate_flaxpp(c, rounds);
+  json entry;
+  entry["model"] = describe(c);
+  entry["flaxpp"] = f;
+  if (torch.status == "ok" && torch.result["configs"].contains(name)) {
+    const json t = torch_entry(torch.result["configs"][name]);
+    json ratio;
+    for (const auto& m : kTorchMetrics)
+      ratio[m + "_ms"] = round_to(t[m + "_ms"].get<double>() / f[m + "_ms"].get<double>(), 3);
+    ratio["peak_rss_mib"] =
+        round_to(t["peak_rss_mib"].get<double>() / f["peak_rss_mib"].get<double>(), 3);
+    entry["torch"] = t;
+    entry["ratio"] = ratio;
+    if (t["n_params"] != f["n_params"])
+      std::fprintf(stderr, "gmlp_bench: %s: torch has %s parameters, flaxpp %s\n", name.c_str(),
+                   t["n_params"].dump().c_str(), f["n_params"].dump().c_str());
+    if (t["forward_matmul_flops"].get<double>() != f["forward_matmul_flops"].get<double>())
+      std::fprintf(stderr, "gmlp_bench: %s: torch counts %s forward FLOPs, flaxpp %s\n",
+                   name.c_str(), t["forward_matmul_flops"].dump().c_str(),
+                   f["forward_matmul_flops"].dump().c_str());
+  }
+  json targets, met;
+  for (const auto& [key, bound] : c.targets) {
+    targets[key] = bound;
+    met[key] = f[key].get<double>() <= bound;
+  }
+  entry["targets"] = targets;
+  entry["met"] = met;
+  return entry;
+}
+
+// Phase 4 without --json: the header lines and one table per config.
+void print_report(const Options& o, int rounds, const json& out, const TorchRun& torch,
+                  const std::vector<std::string>& failed) {
+  const json& cfgs = out["configs"];
+  std::printf("gmlp_bench %s on %s (%s, %ld CPUs)%s\n", out["date"].get<std::string>().c_str(),
+              out["cpu"].get<std::string>().c_str(), out["machine"].get<std::string>().c_str(),
+              out["nproc"].get<long>(), o.quick ? ", --quick" : "");
+  std::printf("rounds %d; flaxpp threads %d; OpenBLAS threads %d at start, %s in the workers\n",
+              rounds, num_threads(), bench::openblas_threads(),
+              out.value("openblas_threads_workers", json(-1)).dump().c_str());
+  std::printf("load average before %s, after %s\n", out["load_avg_before"].dump().c_str(),
+              out["load_avg_after"].dump().c_str());
+  if (torch.status == "ok")
+    std::printf("torch %s: torch_bench.py --threads %s (%s)\n",
+                out["torch"]["version"].get<std::string>().c_str(), torch.threads.c_str(),
+                torch.script.c_str());
+  else
+    std::printf("torch: %s\n", torch.status.c_str());
+  for (const auto& name : o.configs)
+    if (cfgs.contains(name)) print_table(*find_config(name), cfgs[name]);
+  if (torch.status == "ok")
+    std::printf(
+        "\ntorch/flaxpp > 1: flaxpp takes less time or memory (for GFLOP/s, < 1: flaxpp is "
+        "faster). torch's peak RSS includes ~230 MiB for `import torch`.\n");
+  for (const auto& name : failed) std::printf("\nFAILED: worker for config %s\n", name.c_str());
+}
+
+int driver(const Options& o) {
+  const int rounds = o.rounds > 0 ? o.rounds : (o.quick ? 1 : 3);
+  const auto t_start = std::chrono::steady_clock::now();
+  json out = run_header(o, rounds);
+  WorkerResults workers = run_workers(o, rounds);  // 1: flaxpp, each config in its own process
+  if (!workers.openblas_threads.is_null()) out["openblas_threads_workers"] = workers.openblas_threads;
+
+  TorchRun torch = run_torch(o, rounds);  // 2: torch, after the flaxpp workers, never alongside
   out["torch"] = {{"status", torch.status}, {"script", torch.script}, {"threads", torch.threads}};
   if (torch.status == "ok") {
     out["torch"]["version"] = torch.result.value("torch", "");
@@ -478,71 +550,18 @@ int driver(const Options& o) {
   out["wall_s"] = round_to(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(), 1);
 
-  json cfgs = json::object();
-  for (const auto& name : o.configs) {
-    if (!results.count(name)) continue;
-    const Config& c = *find_config(name);
-    const json f = aggregate_flaxpp(c, results[name]);
-    json entry;
-    entry["model"] = describe(c);
-    entry["flaxpp"] = f;
-    if (torch.status == "ok" && torch.result["configs"].contains(name)) {
-      const json t = torch_entry(torch.result["configs"][name]);
-      json ratio;
-      for (const auto& m : kTorchMetrics)
-        ratio[m + "_ms"] = round_to(t[m + "_ms"].get<double>() / f[m + "_ms"].get<double>(), 3);
-      ratio["peak_rss_mib"] =
-          round_to(t["peak_rss_mib"].get<double>() / f["peak_rss_mib"].get<double>(), 3);
-      entry["torch"] = t;
-      entry["ratio"] = ratio;
-      if (t["n_params"] != f["n_params"])
-        std::fprintf(stderr, "gmlp_bench: %s: torch has %s parameters, flaxpp %s\n", name.c_str(),
-                     t["n_params"].dump().c_str(), f["n_params"].dump().c_str());
-      if (t["forward_matmul_flops"].get<double>() != f["forward_matmul_flops"].get<double>())
-        std::fprintf(stderr, "gmlp_bench: %s: torch counts %s forward FLOPs, flaxpp %s\n",
-                     name.c_str(), t["forward_matmul_flops"].dump().c_str(),
-                     f["forward_matmul_flops"].dump().c_str());
-    }
-    json targets, met;
-    for (const auto& [key, bound] : c.targets) {
-      targets[key] = bound;
-      met[key] = f[key].get<double>() <= bound;
-    }
-    entry["targets"] = targets;
-    entry["met"] = met;
-    cfgs[name] = entry;
-  }
+  json cfgs = json::object();  // 3: aggregate, compare, check targets
+  for (const auto& name : o.configs)
+    if (workers.rounds.count(name)) cfgs[name] = config_entry(*find_config(name), workers.rounds[name], torch);
   out["configs"] = cfgs;
-  if (!failed.empty()) out["failed"] = failed;
+  if (!workers.failed.empty()) out["failed"] = workers.failed;
 
-  if (o.json) {
+  if (o.json)  // 4: report
     std::printf("%s\n", out.dump(1).c_str());
-  } else {
-    std::printf("gmlp_bench %s on %s (%s, %ld CPUs)%s\n", out["date"].get<std::string>().c_str(),
-                out["cpu"].get<std::string>().c_str(), out["machine"].get<std::string>().c_str(),
-                out["nproc"].get<long>(), o.quick ? ", --quick" : "");
-    std::printf("rounds %d; flaxpp threads %d; OpenBLAS threads %d at start, %s in the workers\n",
-                rounds, num_threads(), bench::openblas_threads(),
-                out.value("openblas_threads_workers", json(-1)).dump().c_str());
-    std::printf("load average before %s, after %s\n", out["load_avg_before"].dump().c_str(),
-                out["load_avg_after"].dump().c_str());
-    if (torch.status == "ok")
-      std::printf("torch %s: torch_bench.py --threads %s (%s)\n",
-                  out["torch"]["version"].get<std::string>().c_str(), torch.threads.c_str(),
-                  torch.script.c_str());
-    else
-      std::printf("torch: %s\n", torch.status.c_str());
-    for (const auto& name : o.configs)
-      if (cfgs.contains(name)) print_table(*find_config(name), cfgs[name]);
-    if (torch.status == "ok")
-      std::printf(
-          "\ntorch/flaxpp > 1: flaxpp takes less time or memory (for GFLOP/s, < 1: flaxpp is "
-          "faster). torch's peak RSS includes ~230 MiB for `import torch`.\n");
-    for (const auto& name : failed) std::printf("\nFAILED: worker for config %s\n", name.c_str());
-  }
-  return failed.empty() ? 0 : 1;
+  else
+    print_report(o, rounds, out, torch, workers.failed);
+  return workers.failed.empty() ? 0 : 1;
 }
-
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -29,6 +29,7 @@
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
+#include "core/format.hpp"
 #include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 
@@ -98,13 +99,7 @@ std::string describe(const models::gMLP& m) {
   return s + ")";
 }
 
-// 1,234,567
-std::string with_commas(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > (v < 0 ? 1 : 0); i -= 3)
-    s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
+using format::with_commas;
 
 // Refuses, before anything is allocated, a model whose parameters alone exceed this machine's
 // memory, naming the flag whose term dominates (float64 estimate: the flags may overflow int64).

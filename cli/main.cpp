@@ -10,7 +10,6 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/allocator.hpp"
-#include "serialization/serialization.hpp"
 
 int main(int argc, char** argv) {
   using namespace flaxpp::cli;
@@ -30,9 +29,9 @@ int main(int argc, char** argv) {
   const std::string prefix = "flaxpp " + std::string(argv[1]) + ": error: ";
   try {
     return it->second.run(argc - 1, argv + 1);
-  } catch (const std::invalid_argument& e) {  // ArgError, and the commands' own: they name it
-    std::cerr << prefix << e.what() << "\n";
-  } catch (const flaxpp::SerializationError& e) {  // names the file
+  } catch (const std::invalid_argument& e) {
+    // Bad input (core/error.hpp): ArgError, the commands' own checks, a SerializationError
+    // naming the file; each names the argument at fault.
     std::cerr << prefix << e.what() << "\n";
   } catch (const flaxpp::AllocationError& e) {
     std::cerr << prefix << e.what() << "\n  in: " << command_line << "\n";

@@ -1,10 +1,12 @@
 // `flaxpp inspect FILE` and `flaxpp convert IN OUT`: look into and convert checkpoints
-// (.msgpack as flax.serialization.to_bytes writes it, .json as a nested-list state dict).
+// (.msgpack as flax.serialization.to_bytes writes it, .json as a nested-list state dict,
+// .safetensors as Hugging Face's safetensors writes it, keys joined with '.').
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -12,50 +14,39 @@
 
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
+#include "core/format.hpp"
 #include "serialization/serialization.hpp"
 
 namespace {
 
 using namespace flaxpp;
 
-// 31013408 -> "31,013,408"
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out = n < 0 ? "-" : "";
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return out;
-}
-
-// Flax tabulate's _bytes_repr: decimal units, one decimal place ("41.0 MB", "512 B").
-std::string bytes_repr(int64_t b) {
-  char buf[64];
-  double v = static_cast<double>(b);
-  if (v > 1e9)
-    std::snprintf(buf, sizeof buf, "%.1f GB", v / 1e9);
-  else if (v > 1e6)
-    std::snprintf(buf, sizeof buf, "%.1f MB", v / 1e6);
-  else if (v > 1e3)
-    std::snprintf(buf, sizeof buf, "%.1f KB", v / 1e3);
-  else
-    return with_commas(b) + " B";
-  return buf;
-}
+using format::bytes_repr;
+using format::with_commas;
 
 int run_inspect(int argc, char** argv) {
-  CLI::App app{"Lists every array in a .msgpack or .json checkpoint: '/'-path, dtype, shape, "
-               "element count and bytes, then the totals (Flax tabulate's units).",
+  CLI::App app{"Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, "
+               "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); "
+               "a safetensors file's __metadata__ first.",
                "flaxpp inspect"};
   std::string file;
   bool sorted = false;
-  app.add_option("FILE", file, "a .msgpack or .json checkpoint")
+  app.add_option("FILE", file, "a .msgpack, .json or .safetensors checkpoint")
       ->required()
       ->check(CLI::ExistingFile);
   app.add_flag("--sorted", sorted, "list paths in JAX's tree_leaves order (default: file order)");
   CLI11_PARSE(app, argc, argv);
 
-  Tree t = load(file);
+  const Format format = format_of(file);
+  std::map<std::string, std::string> metadata;
+  Tree t;
+  if (format == Format::safetensors) {
+    Safetensors st = load_safetensors(file);
+    t = std::move(st.tree);
+    metadata = std::move(st.metadata);
+  } else {
+    t = load(file);
+  }
   std::vector<std::pair<std::string, Array>> flat;
   if (sorted)  // tree_map_with_path visits leaves in tree_leaves' order (keys sorted per level)
     tree_map_with_path(
@@ -88,8 +79,9 @@ int run_inspect(int argc, char** argv) {
                 static_cast<int>(w[3]), d.c_str(), static_cast<int>(w[4]), e.c_str());
   };
   std::printf("%s: %s, %s bytes\n", file.c_str(),
-              format_of(file) == Format::json ? "JSON" : "Flax msgpack",
+              format == Format::json ? "JSON" : format == Format::msgpack ? "Flax msgpack" : "safetensors",
               with_commas(static_cast<int64_t>(std::filesystem::file_size(file))).c_str());
+  for (const auto& [k, v] : metadata) std::printf("__metadata__ %s: %s\n", k.c_str(), v.c_str());
   line("path", "dtype", "shape", "params", "bytes");
   for (const auto& r : rows) line(r.path, r.dtype, r.shape, r.count, r.bytes);
   int64_t bytes = param_bytes(t);
@@ -99,8 +91,9 @@ int run_inspect(int argc, char** argv) {
 }
 
 int run_convert(int argc, char** argv) {
-  CLI::App app{"Converts a checkpoint between Flax msgpack and JSON, by extension (.msgpack / "
-               ".json). Keys keep the input's order. Dtypes JSON cannot show go into OUT.meta.",
+  CLI::App app{"Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension "
+               "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys "
+               "keep the input's order. Dtypes JSON cannot show go into OUT.meta.",
                "flaxpp convert"};
   std::vector<std::string> files(2);
   SaveOptions opts;
@@ -117,9 +110,9 @@ int run_convert(int argc, char** argv) {
   return 0;
 }
 
-cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json checkpoint",
+cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json / .safetensors checkpoint",
                           run_inspect);
-cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack and .json",
+cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack, .json and .safetensors",
                           run_convert);
 
 }  // namespace

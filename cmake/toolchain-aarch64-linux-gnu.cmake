@@ -13,11 +13,11 @@ set(CMAKE_LIBRARY_ARCHITECTURE aarch64-linux-gnu)
 # newer libc hangs every pthread_create under qemu.
 set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /)
 
-# Debian puts the CMake packages of xsimd, xtensor and xtensor-blas in the host's per-architecture
+# Debian puts the CMake packages of xsimd and xtensor in the host's per-architecture
 # libdir although they hold only headers, and their :arm64 copies cannot be installed (they need
 # xtl-dev:arm64, which Debian does not build: xtl-dev is Architecture: all, not Multi-Arch): use
 # the host's copies.
-foreach(pkg xsimd xtensor xtensor-blas)
+foreach(pkg xsimd xtensor)
   if(EXISTS /usr/lib/x86_64-linux-gnu/cmake/${pkg})
     set(${pkg}_DIR /usr/lib/x86_64-linux-gnu/cmake/${pkg} CACHE PATH "header-only: the host copy" FORCE)
   endif()

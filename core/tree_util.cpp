@@ -98,13 +98,14 @@ Tree TreeDef::unflatten(const std::vector<Array>& leaves) const {
     throw std::invalid_argument("tree_unflatten: " + std::to_string(leaves.size()) +
                                 " leaves for a structure with " + std::to_string(num_leaves()));
   size_t pos = 0;
-  auto rec = [&](auto& self, const TreeDef& d) -> Tree {
+  // Depth first, leaves taken in order (a recursive lambda passes itself as `self`).
+  auto build = [&](auto& self, const TreeDef& d) -> Tree {
     if (d.node_->leaf) return Tree(leaves[pos++]);
     std::vector<Tree::Item> items;
     for (const auto& [k, v] : d.node_->children) items.emplace_back(k, self(self, v));
     return Tree::dict(std::move(items));
   };
-  return rec(rec, *this);
+  return build(build, *this);
 }
 
 TreeDef tree_structure(const Tree& t) {
@@ -207,7 +208,8 @@ Tree tree_map_with_path(const std::function<Array(const std::string&, const Arra
 
 std::vector<std::pair<std::string, Array>> flatten_dict(const Tree& tree, std::string_view sep) {
   std::vector<std::pair<std::string, Array>> out;
-  auto rec = [&](auto& self, const Tree& t, const std::string& path) -> void {
+  // Depth first, in insertion order (a recursive lambda passes itself as `self`).
+  auto visit = [&](auto& self, const Tree& t, const std::string& path) -> void {
     if (t.is_leaf()) {
       out.emplace_back(path, t.array());
       return;
@@ -215,7 +217,7 @@ std::vector<std::pair<std::string, Array>> flatten_dict(const Tree& tree, std::s
     for (const auto& [k, v] : t.items())
       self(self, v, path.empty() ? k : path + std::string(sep) + k);
   };
-  rec(rec, tree, "");
+  visit(visit, tree, "");
   return out;
 }
 

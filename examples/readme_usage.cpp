@@ -22,6 +22,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/format.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
 #include "models/gmlp.hpp"
@@ -32,11 +33,7 @@ namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
-std::string with_commas(int64_t v) {
-  std::string s = std::to_string(v);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(static_cast<size_t>(i), ",");
-  return s;
-}
+using format::with_commas;
 }  // namespace
 
 int main(int argc, char** argv) {

@@ -63,6 +63,15 @@ int main(int argc, char** argv) {
   put(mp, "empty_huge.msgpack",
       std::string("\xc7\x12\x01\x93\x92\xce\xff\xff\xff\xff\x00\xa7" "float32\xc4\x00", 21));
 
+  // safetensors: the target (both separators), the odd values (a key with '.' is not writable
+  // with '.', so '/'), metadata, an empty file.
+  fs::path st = corpus / "fuzz_safetensors";
+  put(st, "target.safetensors", str(to_safetensors(target)));
+  put(st, "target_slash.safetensors", str(to_safetensors(target, {.separator = '/'})));
+  put(st, "odd.safetensors", str(to_safetensors(odd, {.separator = '/'})));
+  put(st, "metadata.safetensors", str(to_safetensors(target, {.metadata = {{"format", "flax"}, {"k", "v"}}})));
+  put(st, "empty.safetensors", str(to_safetensors(Tree::dict({}))));
+
   // Checkpoints: the TrainState state dict at step 0 and after one step.
   fs::path ck = corpus / "fuzz_checkpoint";
   auto state = fuzz::train_state_target();

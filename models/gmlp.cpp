@@ -39,6 +39,19 @@ Array Attention::operator()(nn::Scope& s, const Array& x) const {
   return s.call("to_out", nn::Dense{.features = dim_out}, jnp::matmul(attn, v));
 }
 
+namespace {
+// A causal model accepts any length up to seq_len (its spatial weights are sliced); a non-causal
+// one exactly seq_len.
+void check_sequence_length(const nn::Scope& s, int64_t length, int64_t seq_len, bool causal) {
+  if (causal && length > seq_len)
+    s.fail("sequence length " + std::to_string(length) + " exceeds seq_len " + std::to_string(seq_len) +
+           " (a causal model accepts any length <= seq_len)");
+  if (!causal && length != seq_len)
+    s.fail("a non-causal model needs sequence length == seq_len " + std::to_string(seq_len) + ", got " +
+           std::to_string(length));
+}
+}  // namespace
+
 Array SpatialGatingUnit::operator()(nn::Scope& s, const Array& x, const std::optional<Array>& gate_res) const {
   if (x.shape().back() % 2 != 0) s.fail("the last axis must be even to split into (x, gate), got " + to_string(x.shape()));
   auto halves = jnp::split(x, 2, -1);
@@ -55,17 +68,13 @@ Array SpatialGatingUnit::operator()(nn::Scope& s, const Array& x, const std::opt
       return random::uniform(k, shape, -bound, bound);
     }, {n, n});
     Array b = s.param("spatial_biases", nn::initializers::ones, {n, 1});
+    check_sequence_length(s, L, n, causal);
     if (causal) {
-      if (L > n)
-        s.fail("sequence length " + std::to_string(L) + " exceeds seq_len " + std::to_string(n) +
-               " (a causal model accepts any length <= seq_len)");
       if (L < n) {
         w = jnp::slice(jnp::slice(w, 0, 0, L), 1, 0, L);
         b = jnp::slice(b, 0, 0, L);
       }
       w = jnp::tril(w);
-    } else if (L != n) {
-      s.fail("a non-causal model needs sequence length == seq_len " + std::to_string(n) + ", got " + std::to_string(L));
     }
     gate = jnp::matmul(w, gate) + b;
   }
@@ -96,15 +105,8 @@ Array gMLP::operator()(nn::Scope& s, const Array& input) const {
     s.fail("without num_tokens the input must be float32 (..., L, " + std::to_string(dim) + "), got " +
            dtype_name(input.dtype()) + " " + to_string(input.shape()));
   }
-  if (seq_len) {
-    int64_t L = x.shape()[x.ndim() - 2];
-    if (causal && L > *seq_len)
-      s.fail("sequence length " + std::to_string(L) + " exceeds seq_len " + std::to_string(*seq_len) +
-             " (a causal model accepts any length <= seq_len)");
-    if (!causal && L != *seq_len)
-      s.fail("a non-causal model needs sequence length == seq_len " + std::to_string(*seq_len) + ", got " +
-             std::to_string(L));
-  }
+  // Checked here too, so a wrong length fails at the model before any layer runs.
+  if (seq_len) check_sequence_length(s, x.shape()[x.ndim() - 2], *seq_len, causal);
   int64_t dim_ff = dim * ff_mult;
   for (int64_t i = 0; i < depth; ++i) {
     gMLPBlock block{.dim = dim, .dim_ff = dim_ff, .attn_dim = attn_dim, .seq_len = seq_len, .causal = causal};

@@ -26,12 +26,6 @@
 
 namespace flaxpp::models {
 
-struct Identity : nn::Module<Identity> {
-  Array operator()(nn::Scope&, const Array& x) const { return x; }
-};
-
-using nn::Sequential;
-
 // gmlp_flax's Residual: for each layer, x = layer(x) + x.
 struct Residual : nn::Module<Residual> {
   std::vector<nn::AnyModule> layers;

@@ -44,10 +44,12 @@
 #include <vector>
 
 #include "../core/array.hpp"
+#include "../core/error.hpp"
 #include "../core/random.hpp"
 #include "../core/tree.hpp"
 #include "initializers.hpp"
 #include "rng.hpp"
+#include "summary.hpp"
 
 namespace flaxpp::nn {
 
@@ -64,9 +66,10 @@ struct Mutable : std::vector<std::string> {
   using std::vector<std::string>::vector;
 };
 
-class ModuleError : public std::runtime_error {
+// A module misused: the message starts with the module path (core/error.hpp: the family).
+class ModuleError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 namespace detail {
@@ -81,35 +84,6 @@ std::string type_name_of(const M& m) {
     return m.type_name();
   else
     return demangle_type_name(typeid(M).name());
-}
-// tabulate's text for a value, as Flax's summary renders it: "float32[16,9]" for an array,
-// Python's repr for a scalar (True, 3, 0.5), a YAML list for several values; empty otherwise.
-std::string describe(const Array& a);
-std::string describe_float(double v);
-std::string describe_float(float v);
-template <class T>
-std::string describe(const T& v) {
-  if constexpr (std::is_same_v<T, bool>)
-    return v ? "True" : "False";
-  else if constexpr (std::is_integral_v<T>)
-    return std::to_string(v);
-  else if constexpr (std::is_floating_point_v<T>)
-    return describe_float(v);
-  else
-    return "";
-}
-std::string describe(const std::vector<Array>& v);
-std::string yaml_list_item(const std::string& s);  // "- " before line 1, "  " before the rest
-// A call's inputs: one argument as itself, several as a YAML list ("- float32[1,3]\n- True").
-template <class... A>
-std::string describe_all(const A&... args) {
-  if constexpr (sizeof...(A) == 1) {
-    return describe(args...);
-  } else {
-    std::string r;
-    ((r += (r.empty() ? "" : "\n") + yaml_list_item(describe(args))), ...);
-    return r;
-  }
 }
 bool is_tabulating(const Context* ctx);
 }  // namespace detail
@@ -178,25 +152,24 @@ class Bound {
       : ctx_(ctx), frame_(frame), module_(std::move(module)) {}
   template <class... A>
   auto operator()(const A&... args) const {
-    Scope child(ctx_, frame_);
-    std::string inputs;
-    if (tabulating()) inputs = detail::describe_all(args...);
-    size_t row = child.begin_call(frame_, std::move(inputs));
-    auto out = module_(child, args...);
-    child.end_call(row, tabulating() ? detail::describe(out) : std::string());
-    return out;
+    return invoke([&](Scope& s) { return module_(s, args...); }, args...);
   }
   // Calls another method of the module in its scope, e.g. Embed::attend.
   template <class R, class... P, class... A>
   R method(R (M::*fn)(Scope&, P...) const, const A&... args) const {
-    Scope child(ctx_, frame_);
-    size_t row = child.begin_call(frame_, tabulating() ? detail::describe_all(args...) : std::string());
-    R out = (module_.*fn)(child, args...);
-    child.end_call(row, tabulating() ? detail::describe(out) : std::string());
-    return out;
+    return invoke([&](Scope& s) -> R { return (module_.*fn)(s, args...); }, args...);
   }
 
  private:
+  // One call in the child's scope: a tabulate row around `body` when tabulating.
+  template <class Body, class... A>
+  auto invoke(Body body, const A&... args) const {
+    Scope child(ctx_, frame_);
+    size_t row = child.begin_call(frame_, tabulating() ? detail::describe_all(args...) : std::string());
+    auto out = body(child);
+    child.end_call(row, tabulating() ? detail::describe(out) : std::string());
+    return out;
+  }
   bool tabulating() const { return detail::is_tabulating(ctx_); }
   detail::Context* ctx_;
   detail::Frame* frame_;
@@ -235,9 +208,11 @@ struct RunResult {
   Tree variables;  // init: everything; apply with Mutable: the mutable collections
   std::string table;
 };
+// Whether a run creates variables (Flax's init) or reads them (apply).
+enum class Mode { init, apply };
 // `body` runs the root module and returns tabulate's description of its output.
-RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options,
-              bool initializing, const std::function<std::string(Scope&)>& body);
+RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options, Mode mode,
+              const std::function<std::string(Scope&)>& body);
 
 template <class T>
 constexpr bool is_option_v = std::is_same_v<T, Rngs> || std::is_same_v<T, random::Key> ||
@@ -284,33 +259,13 @@ struct Module {
   }
   template <class... A>
   auto init_with_output(const Rngs& rngs, const A&... args) const {
-    RunOptions opts;
-    opts.rngs = rngs;
-    auto inputs = detail::split_args(opts, args...);
-    using Out = typename detail::call_result<Derived, decltype(inputs)>::type;
-    std::optional<Out> out;
-    auto result = detail::run(detail::type_name_of(self()), nullptr, opts, true, [&](Scope& s) {
-      out.emplace(std::apply([&](const auto&... in) { return self()(s, in...); }, inputs));
-      return std::string();
-    });
-    return std::make_pair(std::move(*out), std::move(result.variables));
+    return run_init(rngs, call_operator(), args...);
   }
   // Flax's Module.apply(variables, *args, rngs=..., mutable=...). Options (Rngs, Mutable,
   // Compat) may appear anywhere among the arguments. With Mutable, returns {out, updates}.
   template <class... A>
   auto apply(const Tree& variables, const A&... args) const {
-    RunOptions opts;
-    auto inputs = detail::split_args(opts, args...);
-    using Out = typename detail::call_result<Derived, decltype(inputs)>::type;
-    std::optional<Out> out;
-    auto result = detail::run(detail::type_name_of(self()), &variables, opts, false, [&](Scope& s) {
-      out.emplace(std::apply([&](const auto&... in) { return self()(s, in...); }, inputs));
-      return std::string();
-    });
-    if constexpr (returns_updates<A...>())
-      return std::make_pair(std::move(*out), std::move(result.variables));
-    else
-      return std::move(*out);
+    return run_apply(variables, call_operator(), args...);
   }
   // Flax's method= argument: init or apply through another method of the module, e.g.
   //   Tree v = model.init(key, &AutoEncoder::encode, x);       // only encode's parameters
@@ -318,28 +273,11 @@ struct Module {
   // The method runs in the root scope, as operator() does; options go among the arguments.
   template <class R, class... P, class... A>
   Tree init(const Rngs& rngs, R (Derived::*fn)(Scope&, P...) const, const A&... args) const {
-    RunOptions opts;
-    opts.rngs = rngs;
-    auto inputs = detail::split_args(opts, args...);
-    auto result = detail::run(detail::type_name_of(self()), nullptr, opts, true, [&](Scope& s) {
-      std::apply([&](const auto&... in) { return (self().*fn)(s, in...); }, inputs);
-      return std::string();
-    });
-    return std::move(result.variables);
+    return run_init(rngs, call_method(fn), args...).second;
   }
   template <class R, class... P, class... A>
   auto apply(const Tree& variables, R (Derived::*fn)(Scope&, P...) const, const A&... args) const {
-    RunOptions opts;
-    auto inputs = detail::split_args(opts, args...);
-    std::optional<R> out;
-    auto result = detail::run(detail::type_name_of(self()), &variables, opts, false, [&](Scope& s) {
-      out.emplace(std::apply([&](const auto&... in) { return (self().*fn)(s, in...); }, inputs));
-      return std::string();
-    });
-    if constexpr (returns_updates<A...>())
-      return std::make_pair(std::move(*out), std::move(result.variables));
-    else
-      return std::move(*out);
+    return run_apply(variables, call_method(fn), args...);
   }
   // Flax's nn.tabulate / Module.tabulate: a table of every module call with its inputs,
   // outputs and parameters (count and bytes), from an init run.
@@ -350,10 +288,7 @@ struct Module {
     opts.tabulate = true;
     auto inputs = detail::split_args(opts, args...);
     opts.root_inputs = std::apply([](const auto&... in) { return detail::describe_all(in...); }, inputs);
-    auto result = detail::run(detail::type_name_of(self()), nullptr, opts, true, [&](Scope& s) {
-      return detail::describe(std::apply([&](const auto&... in) { return self()(s, in...); }, inputs));
-    });
-    return result.table;
+    return run_root(nullptr, detail::Mode::init, opts, call_operator(), inputs).second.table;
   }
 
  private:
@@ -361,6 +296,46 @@ struct Module {
   template <class... A>
   static constexpr bool returns_updates() {
     return (std::is_same_v<std::remove_cvref_t<A>, Mutable> || ...);
+  }
+  // What the root call runs: operator() or another method, on the scope and the inputs.
+  auto call_operator() const {
+    return [this](Scope& s, const auto&... in) { return self()(s, in...); };
+  }
+  template <class R, class... P>
+  auto call_method(R (Derived::*fn)(Scope&, P...) const) const {
+    return [this, fn](Scope& s, const auto&... in) -> R { return (self().*fn)(s, in...); };
+  }
+  // The one body of init, apply and tabulate: runs `target(root_scope, inputs...)` and returns
+  // {its output, the run's result}.
+  template <class Target, class Inputs>
+  auto run_root(const Tree* variables, detail::Mode mode, const RunOptions& opts, const Target& target,
+                const Inputs& inputs) const {
+    auto call = [&](Scope& s) { return std::apply([&](const auto&... in) { return target(s, in...); }, inputs); };
+    using Out = std::invoke_result_t<decltype(call)&, Scope&>;
+    std::optional<Out> out;
+    auto result = detail::run(detail::type_name_of(self()), variables, opts, mode, [&](Scope& s) {
+      out.emplace(call(s));
+      return opts.tabulate ? detail::describe(*out) : std::string();
+    });
+    return std::make_pair(std::move(*out), std::move(result));
+  }
+  template <class Target, class... A>
+  auto run_init(const Rngs& rngs, const Target& target, const A&... args) const {
+    RunOptions opts;
+    opts.rngs = rngs;
+    auto inputs = detail::split_args(opts, args...);
+    auto [out, result] = run_root(nullptr, detail::Mode::init, opts, target, inputs);
+    return std::make_pair(std::move(out), std::move(result.variables));
+  }
+  template <class Target, class... A>
+  auto run_apply(const Tree& variables, const Target& target, const A&... args) const {
+    RunOptions opts;
+    auto inputs = detail::split_args(opts, args...);
+    auto [out, result] = run_root(&variables, detail::Mode::apply, opts, target, inputs);
+    if constexpr (returns_updates<A...>())
+      return std::make_pair(std::move(out), std::move(result.variables));
+    else
+      return std::move(out);
   }
 };
 

@@ -6,6 +6,8 @@
 #   flaxpp_install_deps     # apt-get install whatever Debian packages are missing
 #   flaxpp_install_packages P...  # the same for other packages (FLAXPP_CLANG_PACKAGES)
 #   flaxpp_configure        # cmake -S . -B build, only when build/ is not configured yet
+#   flaxpp_is_configured D [S]  # whether D/ holds a finished configure of source tree S
+#   flaxpp_sanitizer_env    # ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS as every script sets them
 #   flaxpp_build            # cmake --build build -j$(nproc)
 #
 # Environment:
@@ -18,7 +20,7 @@
 # a fresh Debian base image has no compiler.
 FLAXPP_DEBIAN_PACKAGES=(
   cmake g++ make
-  xtensor-dev xtl-dev libxsimd-dev libxtensor-blas-dev libopenblas-dev nlohmann-json3-dev
+  xtensor-dev xtl-dev libxsimd-dev libopenblas-dev nlohmann-json3-dev
   doctest-dev libcli11-dev libbenchmark-dev zlib1g-dev
   # Data and plots for examples/train_*.cpp and their smoke test (tests/examples).
   fortunes dataset-fashion-mnist gnuplot-nox
@@ -87,18 +89,32 @@ flaxpp_install_deps() {
 
 # Configures build/ unless it already is. An existing cache is respected (its build type and
 # options stay); `cmake --build` re-runs cmake by itself when CMakeLists.txt or globs change.
+# True when DIR holds a finished configure of SOURCE (default: the current directory). A
+# configure that failed (e.g. a missing package) leaves a cache but no build system; a cache of
+# another source tree is an error.
+flaxpp_is_configured() {
+  local dir="$1" source="${2:-.}" cache="$1/CMakeCache.txt"
+  [[ -f "$cache" ]] || return 1
+  local home
+  home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
+  if [[ -n "$home" && "$(cd "$home" 2>/dev/null && pwd -P)" != "$(cd "$source" && pwd -P)" ]]; then
+    flaxpp_die "$dir/ was configured for another source tree ($home): remove $dir/ and rerun"
+  fi
+  [[ -f "$dir/Makefile" || -f "$dir/build.ninja" ]]
+}
+
+# The sanitizer runtime options every script uses: leak checks on, UBSan reports fatal (gcc's
+# -fsanitize=undefined recovers by default), TSan stops at the first race.
+flaxpp_sanitizer_env() {
+  export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:check_initialization_order=1"
+  export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+  export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1"
+}
+
 flaxpp_configure() {
-  local dir="$FLAXPP_BUILD_DIR" cache="$FLAXPP_BUILD_DIR/CMakeCache.txt"
-  if [[ -f "$cache" ]]; then
-    local home
-    home="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$cache")"
-    if [[ -n "$home" && "$(cd "$home" 2>/dev/null && pwd -P)" != "$(pwd -P)" ]]; then
-      flaxpp_die "$dir/ was configured for another source tree ($home): remove $dir/ and rerun"
-    fi
-    # A configure that failed (e.g. a missing package) leaves a cache but no build system.
-    if [[ -f "$dir/Makefile" || -f "$dir/build.ninja" ]]; then
-      return 0
-    fi
+  local dir="$FLAXPP_BUILD_DIR"
+  if flaxpp_is_configured "$dir"; then
+    return 0
   fi
   local extra=()
   if [[ -n "${FLAXPP_CMAKE_ARGS:-}" ]]; then

@@ -20,6 +20,12 @@
 
 namespace flaxpp {
 
+namespace detail {
+// safetensors.cpp: `release_pages` when `bytes` is a private file mapping whose pages may be
+// dropped (madvise) once copied.
+Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, bool release_pages);
+}  // namespace detail
+
 namespace {
 
 std::string shown(const std::string& path) { return path.empty() ? "<root>" : path; }
@@ -251,8 +257,9 @@ Format format_of(const std::filesystem::path& path) {
   auto ext = path.extension().string();
   if (ext == ".json") return Format::json;
   if (ext == ".msgpack") return Format::msgpack;
+  if (ext == ".safetensors") return Format::safetensors;
   throw SerializationError(path.string() + ": unknown checkpoint format '" + ext +
-                           "' (use .json or .msgpack)");
+                           "' (use .json, .msgpack or .safetensors)");
 }
 
 void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions& opts) {
@@ -286,6 +293,8 @@ void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions
     try {
       if (format == Format::json)
         write_json(tree, sink, opts.json);
+      else if (format == Format::safetensors)
+        write_safetensors(tree, sink, opts.safetensors);
       else
         write_msgpack(tree, sink, opts.max_chunk_size);
     } catch (const SerializationError& e) {
@@ -337,16 +346,17 @@ void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions
 namespace {
 
 // A file's bytes: mapped when possible (no copy; parsing copies once, into the arrays), read
-// into memory otherwise (pipes, /proc files).
+// into memory otherwise (pipes, /proc files). `populate` faults the whole mapping in at once
+// (faster to parse); without it pages come in as they are read, and may be given back.
 class FileBytes {
  public:
-  explicit FileBytes(const std::filesystem::path& path) : path_(path) {
+  explicit FileBytes(const std::filesystem::path& path, bool populate = true) : path_(path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) io_error("load", path, "cannot open", errno);
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
       size_ = static_cast<size_t>(st.st_size);
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
       if (p != MAP_FAILED) {
         map_ = p;
         ::close(fd);
@@ -373,6 +383,7 @@ class FileBytes {
   }
   FileBytes(const FileBytes&) = delete;
   FileBytes& operator=(const FileBytes&) = delete;
+  bool mapped() const { return map_ != nullptr; }
   std::string_view text() const {
     return map_ ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(data_);
   }
@@ -435,7 +446,7 @@ std::string mismatch(const Meta& meta, std::string_view data) {
 
 Tree load_impl(const std::filesystem::path& path, const Tree* target, const RestoreOptions& o) {
   Format format = format_of(path);
-  FileBytes file(path);
+  FileBytes file(path, /*populate=*/format != Format::safetensors);
   std::string_view data = file.text();
   Meta meta = read_meta(path);
   if (meta.present) {
@@ -449,6 +460,10 @@ Tree load_impl(const std::filesystem::path& path, const Tree* target, const Rest
       return target ? from_state_dict(*target, exact, o) : exact;
     }
     std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(data.data()), data.size());
+    if (format == Format::safetensors) {
+      Tree tree = detail::read_safetensors(bytes, '.', file.mapped()).tree;
+      return target ? from_state_dict(*target, tree, o) : tree;
+    }
     return target ? from_bytes(*target, bytes, o) : from_bytes(bytes);
   } catch (const SerializationError& e) {
     io_error("load", path, e.what(), 0);
@@ -457,6 +472,17 @@ Tree load_impl(const std::filesystem::path& path, const Tree* target, const Rest
 }  // namespace
 
 Tree load(const std::filesystem::path& path) { return load_impl(path, nullptr, {}); }
+
+Safetensors load_safetensors(const std::filesystem::path& path, char separator) {
+  FileBytes file(path, /*populate=*/false);
+  std::string_view data = file.text();
+  try {
+    return detail::read_safetensors({reinterpret_cast<const uint8_t*>(data.data()), data.size()}, separator,
+                                    file.mapped());
+  } catch (const SerializationError& e) {
+    io_error("load", path, e.what(), 0);
+  }
+}
 
 Tree load(const std::filesystem::path& path, const Tree& target, const RestoreOptions& opts) {
   return load_impl(path, &target, opts);

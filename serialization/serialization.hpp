@@ -77,6 +77,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -84,13 +85,14 @@
 #include <utility>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/tree.hpp"
 
 namespace flaxpp {
 
-class SerializationError : public std::runtime_error {
+class SerializationError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // flax.serialization.MAX_CHUNK_SIZE: arrays above this many bytes are chunked.
@@ -98,6 +100,9 @@ inline constexpr size_t kMaxChunkSize = size_t{1} << 30;
 // from_bytes rejects an array with no elements whose nonzero dimensions multiply to more than
 // this: (2^40, 0) costs a file 20 bytes, but to_json would write 2^40 "[]".
 inline constexpr uint64_t kMaxEmptyExtent = uint64_t{1} << 24;
+
+// Receives a writer's output in pieces, in order.
+using ByteSink = std::function<void(const char* data, size_t size)>;
 
 struct RestoreOptions {
   bool allow_extra = false;  // ignore file keys the target does not have
@@ -119,18 +124,41 @@ std::string to_json(const Tree& tree, const JsonOptions& opts = {});
 Tree from_json(std::string_view text);
 Tree from_json(const Tree& target, std::string_view text, const RestoreOptions& opts = {});
 
+// ---- safetensors ---------------------------------------------------------------------------
+// Hugging Face's format (see safetensors.cpp for the layout and the checks on reading). Nested
+// keys are joined with `separator`: '.' as Hugging Face names weights
+// ("params.Dense_0.kernel"), or '/' as Flax's flatten_dict. Dtypes: F32, I32, U32, BOOL.
+struct SafetensorsOptions {
+  char separator = '.';
+  std::map<std::string, std::string> metadata;  // written as "__metadata__"
+};
+struct Safetensors {
+  Tree tree;
+  std::map<std::string, std::string> metadata;  // the file's "__metadata__" (empty if none)
+};
+std::vector<uint8_t> to_safetensors(const Tree& tree, const SafetensorsOptions& opts = {});
+void write_safetensors(const Tree& tree, const ByteSink& sink, const SafetensorsOptions& opts = {});
+Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator = '.');
+Tree from_safetensors(std::span<const uint8_t> bytes, char separator = '.');
+Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes, const RestoreOptions& opts = {},
+                      char separator = '.');
+// A file with its metadata; the file is memory-mapped and each tensor's pages are released once
+// copied, so loading needs about the tree's size in memory.
+Safetensors load_safetensors(const std::filesystem::path& path, char separator = '.');
+
 // flax.serialization.from_state_dict, strict (see above): `state` with `target`'s structure,
 // key order and validation.
 Tree from_state_dict(const Tree& target, const Tree& state, const RestoreOptions& opts = {});
 
 // ---- files ---------------------------------------------------------------------------------
-enum class Format { json, msgpack };
-// ".json" -> json, ".msgpack" -> msgpack; anything else throws SerializationError.
+enum class Format { json, msgpack, safetensors };
+// ".json", ".msgpack", ".safetensors"; anything else throws SerializationError.
 Format format_of(const std::filesystem::path& path);
 
 struct SaveOptions {
   JsonOptions json{};
   size_t max_chunk_size = kMaxChunkSize;
+  SafetensorsOptions safetensors{};
   bool checksum = false;  // write the file's CRC32C into its `.meta` sidecar
 };
 void save(const std::filesystem::path& path, const Tree& tree, const SaveOptions& opts = {});
@@ -150,8 +178,7 @@ Tree apply_json_dtype_notes(const Tree& tree,
                             const std::vector<std::pair<std::string, std::string>>& notes);
 
 // Streaming writers used by save() and to_json() / to_bytes(): `sink` receives the output in
-// pieces, in order.
-using ByteSink = std::function<void(const char* data, size_t size)>;
+// pieces, in order (ByteSink is declared above).
 void write_json(const Tree& tree, const ByteSink& sink, const JsonOptions& opts = {});
 void write_msgpack(const Tree& tree, const ByteSink& sink, size_t max_chunk_size = kMaxChunkSize);
 

@@ -209,7 +209,7 @@ TEST_CASE("init / apply gmlp: errors say what is wrong") {
                  scratch()("o.txt"));
   CHECK(r.status != 0);
   CHECK(r.err == "flaxpp apply: error: " + scratch()("o.txt") +
-                     ": unknown checkpoint format '.txt' (use .json or .msgpack)\n");
+                     ": unknown checkpoint format '.txt' (use .json, .msgpack or .safetensors)\n");
   // A file that is not in Flax's layout, and one with an extra entry.
   std::string bare = scratch()("bare.json");
   write_text(bare, "{\"kernel\": [[1.0]]}");
