@@ -29,9 +29,7 @@ int main(int argc, char** argv) {
   const std::string prefix = "flaxpp " + std::string(argv[1]) + ": error: ";
   try {
     return it->second.run(argc - 1, argv + 1);
-  } catch (const std::invalid_argument& e) {
-    // Bad input (core/error.hpp): ArgError, the commands' own checks, a SerializationError
-    // naming the file; each names the argument at fault.
+  } catch (const std::invalid_argument& e) {  // ArgError, ops, modules, files: each names its cause
     std::cerr << prefix << e.what() << "\n";
   } catch (const flaxpp::AllocationError& e) {
     std::cerr << prefix << e.what() << "\n  in: " << command_line << "\n";

@@ -26,8 +26,8 @@ using format::with_commas;
 
 int run_inspect(int argc, char** argv) {
   CLI::App app{"Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, "
-               "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); "
-               "a safetensors file's __metadata__ first.",
+               "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); a "
+               "safetensors file's __metadata__ first.",
                "flaxpp inspect"};
   std::string file;
   bool sorted = false;
@@ -92,8 +92,9 @@ int run_inspect(int argc, char** argv) {
 
 int run_convert(int argc, char** argv) {
   CLI::App app{"Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension "
-               "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys "
-               "keep the input's order. Dtypes JSON cannot show go into OUT.meta.",
+               "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys keep "
+               "the input's order (safetensors has none: its data's order). Dtypes JSON cannot "
+               "show go into OUT.meta.",
                "flaxpp convert"};
   std::vector<std::string> files(2);
   SaveOptions opts;

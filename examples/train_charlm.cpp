@@ -8,8 +8,10 @@
 //
 // Data: every fortune file in --data-dir (default /usr/share/games/fortunes); every 20th fortune
 // is held out for validation. Tokens are bytes; the vocabulary is the bytes that occur (sorted).
-// A training batch is --batch random windows of seq_len + 1 bytes, drawn with
-// fold_in(state.rng, step), so a run is fixed by --seed and a resumed run sees the same batches.
+// Training windows of seq_len + 1 bytes come from the input pipeline (data/loader.hpp): every
+// start position is a row, epoch e visits them in permutation(fold_in(key, e)) with key the
+// state's rng, --batch per step (the remainder dropped) and a background thread preparing the
+// next --prefetch batches; so a run is fixed by --seed and a resumed run sees the same batches.
 // With --distributed every rank draws that same global batch and trains on its rows of it
 // (examples/common/distributed.hpp); evaluation is sharded over the ranks by chunks of windows
 // and the sums reduced, so it returns the single-process value; rank 0 writes every output.
@@ -17,8 +19,9 @@
 // bits per character = loss / ln 2 over consecutive windows of the validation text:
 // --eval-windows evenly spaced ones every --eval-every steps, all of them (the whole split,
 // unless --final-eval-windows) at the end.
-// Optimizer: clip_by_global_norm -> AdamW (decay on kernels and the embedding) with a linear
-// warmup then cosine decay over --steps.
+// Optimizer: clip_by_global_norm -> --optimizer (default AdamW, decay on kernels and the
+// embedding) with --schedule (default a linear warmup then cosine decay over --steps),
+// --accumulate batches per update (examples/common/optimizer.hpp).
 //
 // Outputs in --out-dir: metrics.csv (step, time, train_loss, val_bpc, lr, tokens_per_s),
 // loss.png (+ loss.gp), params.json ({"params": ...}), vocab.json (token id -> byte value),
@@ -29,7 +32,9 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <memory>
 #include <numeric>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,11 +44,13 @@
 #include "common/data.hpp"
 #include "common/distributed.hpp"
 #include "common/metrics.hpp"
+#include "common/optimizer.hpp"
 #include "common/progress.hpp"
 #include "common/training.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
+#include "data/loader.hpp"
 #include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
@@ -108,21 +115,24 @@ Array window_loss(const models::gMLP& model, const Tree& params, const Array& wi
       optax::softmax_cross_entropy_with_integer_labels(logits, jnp::slice(windows, 1, 1, L + 1)));
 }
 
-// Rows [lo, hi) of a batch of `batch` windows of seq_len + 1 tokens at random offsets drawn
-// from `key`: int32 (hi - lo, L + 1). Every rank draws all the offsets, so the rows it keeps are
-// the ones a single process would have at those positions.
-Array random_windows(const std::vector<int32_t>& ids, int64_t batch, int64_t len, random::Key key,
-                     std::pair<int64_t, int64_t> rows) {
-  auto [lo, hi] = rows;
-  int64_t max_start = static_cast<int64_t>(ids.size()) - (len + 1);
-  Array starts = random::randint(key, {batch}, 0, max_start + 1);
-  Array out = Array::empty({hi - lo, len + 1}, DType::int32);
-  int32_t* o = out.mutable_data<int32_t>();
-  const int32_t* s = starts.data<int32_t>();
-  for (int64_t b = lo; b < hi; ++b)
-    std::copy_n(ids.data() + s[b], len + 1, o + (b - lo) * (len + 1));
-  return out;
-}
+// The training text as a data::Source: row i is the window ids[i .. i + len] (len + 1 tokens),
+// one row per start position.
+class WindowSource final : public data::Source {
+ public:
+  WindowSource(const std::vector<int32_t>& ids, int64_t len) : ids_(ids), shape_{len + 1} {}
+  int64_t size() const override { return static_cast<int64_t>(ids_.size()) - (shape_[0] - 1); }
+  const Shape& row_shape() const override { return shape_; }
+  DType dtype() const override { return DType::int32; }
+  void copy_rows(const int64_t* idx, int64_t n, void* out) const override {
+    auto* o = static_cast<int32_t*>(out);
+    for (int64_t i = 0; i < n; ++i)
+      std::copy_n(ids_.data() + idx[i], shape_[0], o + i * shape_[0]);
+  }
+
+ private:
+  const std::vector<int32_t>& ids_;
+  Shape shape_;
+};
 
 // Mean validation loss (nats per character) over the validation text cut into consecutive
 // windows of seq_len predicted characters (each window also reads the character before it):
@@ -186,175 +196,232 @@ std::string sample(const models::gMLP& model, const Tree& params, const Vocab& v
   return out;
 }
 
-int run(const Config& cfg, examples::Distributed& dist) {
-  examples::setup_runtime(dist.threads(cfg.run.threads));
-  if (cfg.run.steps <= 0) throw examples::UsageError("--steps must be positive");
-  const auto rows = dist.batch_rows(cfg.optim.batch);  // this rank's windows of the global batch
-  const bool root = dist.is_root();
-  std::ostream& log = dist.log();
-  const double ln2 = std::log(2.0);
+// One training run, phase by phase: load_data, build, train, write_outputs.
+class Run {
+ public:
+  Run(const Config& cfg, examples::Distributed& dist)
+      : cfg_(cfg), dist_(dist), log_(dist.log()), rows_(dist.batch_rows(cfg.optim.batch)),
+        tokens_per_step_(static_cast<double>(cfg.optim.batch * cfg.seq_len)) {}
 
-  // ---- data ----
-  auto corpus = examples::load_fortunes(cfg.data_dir, /*val_every=*/20);
-  Vocab vocab(corpus.train + corpus.val);
-  std::vector<int32_t> train_ids = vocab.encode(corpus.train), val_ids = vocab.encode(corpus.val);
-  if (static_cast<int64_t>(train_ids.size()) <= cfg.seq_len + 1 ||
-      static_cast<int64_t>(val_ids.size()) <= cfg.seq_len + 1)
+  void load_data();
+  void build();
+  void train();
+  int write_outputs();
+
+ private:
+  void train_step();
+  void log_row(bool with_eval);
+  void run_eval(int64_t windows);
+
+  const Config& cfg_;
+  examples::Distributed& dist_;
+  std::ostream& log_;
+  const std::pair<int64_t, int64_t> rows_;  // this rank's windows of the global batch
+  const double tokens_per_step_;
+  const double ln2_ = std::log(2.0);
+  std::optional<Vocab> vocab_;
+  std::vector<int32_t> train_ids_, val_ids_;
+  std::optional<models::gMLP> model_;
+  std::vector<random::Key> keys_;  // init, batches (state.rng and the pipeline), sampling
+  examples::Optimizer opt_;
+  training::TrainState state_;
+  std::unique_ptr<data::Loader> loader_;
+  std::optional<int64_t> resumed_at_;
+  std::optional<examples::MetricsCsv> csv_;
+  double time_offset_ = 0;
+  examples::Clock::time_point loop_start_;
+  std::unique_ptr<examples::ProgressBar> bar_;
+  std::unique_ptr<examples::Deadline> deadline_;
+  std::unique_ptr<examples::Checkpoints> checkpoints_;
+  examples::StepTimer timer_;
+  double loss_sum_ = 0, window_seconds_ = 0;
+  int64_t loss_count_ = 0, logged_at_ = -1;
+  double last_val_bpc_ = std::numeric_limits<double>::quiet_NaN(), last_loss_ = last_val_bpc_;
+};
+
+void Run::load_data() {
+  auto corpus = examples::load_fortunes(cfg_.data_dir, /*val_every=*/20);
+  vocab_.emplace(corpus.train + corpus.val);
+  train_ids_ = vocab_->encode(corpus.train);
+  val_ids_ = vocab_->encode(corpus.val);
+  if (static_cast<int64_t>(train_ids_.size()) <= cfg_.seq_len + 1 ||
+      static_cast<int64_t>(val_ids_.size()) <= cfg_.seq_len + 1)
     throw examples::UsageError("the corpus is too small for --seq-len " +
-                               std::to_string(cfg.seq_len));
-  log << "data: " << corpus.files.size() << " fortune files from " << cfg.data_dir << ", "
-      << corpus.num_train << " fortunes (" << train_ids.size() << " bytes) for training, "
-      << corpus.num_val << " (" << val_ids.size() << " bytes) held out; vocabulary " << vocab.size()
-      << " bytes\n";
+                               std::to_string(cfg_.seq_len));
+  log_ << "data: " << corpus.files.size() << " fortune files from " << cfg_.data_dir << ", "
+       << corpus.num_train << " fortunes (" << train_ids_.size() << " bytes) for training, "
+       << corpus.num_val << " (" << val_ids_.size() << " bytes) held out; vocabulary "
+       << vocab_->size() << " bytes\n";
+}
 
-  // ---- model and optimizer ----
-  models::gMLP model{
-      .num_tokens = vocab.size(),
-      .dim = cfg.model.dim,
-      .depth = cfg.model.depth,
-      .ff_mult = cfg.model.ff_mult,
-      .attn_dim = cfg.attn_dim > 0 ? std::optional<int64_t>(cfg.attn_dim) : std::nullopt,
-      .seq_len = cfg.seq_len,
+void Run::build() {
+  model_ = models::gMLP{
+      .num_tokens = vocab_->size(),
+      .dim = cfg_.model.dim,
+      .depth = cfg_.model.depth,
+      .ff_mult = cfg_.model.ff_mult,
+      .attn_dim = cfg_.attn_dim > 0 ? std::optional<int64_t>(cfg_.attn_dim) : std::nullopt,
+      .seq_len = cfg_.seq_len,
       .causal = true};
-  auto keys = random::split(random::PRNGKey(cfg.run.seed), 3);  // init, batches, sampling
-  Array example = Array::from({1, cfg.seq_len}, std::vector<int32_t>(cfg.seq_len, 0));
-  Tree params = model.init(keys[0], example)["params"];
-  const auto& opt = cfg.optim;
-  auto schedule = optax::warmup_cosine_decay_schedule(
-      0.0, opt.lr, std::min(opt.warmup, cfg.run.steps / 5), cfg.run.steps, opt.lr * 0.1);
+  keys_ = random::split(random::PRNGKey(cfg_.run.seed), 3);
+  Array example = Array::from({1, cfg_.seq_len}, std::vector<int32_t>(cfg_.seq_len, 0));
+  Tree params = model_->init(keys_[0], example)["params"];
   auto decay_mask = [](const std::string& path) {
-    auto ends_with = [&](const std::string& s) {
-      return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
-    };
-    return ends_with("kernel") || ends_with("embedding");
+    return path.ends_with("kernel") || path.ends_with("embedding");
   };
-  auto tx = optax::chain({optax::clip_by_global_norm(opt.clip),
-                          optax::adamw(schedule, 0.9, 0.99, 1e-8, opt.weight_decay, decay_mask)});
-  auto state =
-      examples::open_checkpoints(cfg.run, training::TrainState::create(params, tx, keys[1]), dist);
-  log << "model: gMLP(num_tokens=" << vocab.size() << ", dim=" << cfg.model.dim
-      << ", depth=" << cfg.model.depth << ", ff_mult=" << cfg.model.ff_mult
-      << ", attn_dim=" << cfg.attn_dim << ", seq_len=" << cfg.seq_len << ", causal), "
-      << param_count(state.params) << " parameters; batch " << opt.batch << " x " << cfg.seq_len
-      << " tokens";
-  if (dist.enabled())
-    log << " (" << rows.second - rows.first << " windows on each of " << dist.size() << " ranks)";
-  log << "\n";
+  opt_ = examples::make_optimizer(cfg_.optim, cfg_.run.steps,
+                                  {.b2 = 0.99, .end_lr = 0.1, .decay_mask = decay_mask});
+  state_ = examples::open_checkpoints(
+      cfg_.run, training::TrainState::create(params, opt_.tx, keys_[1]), dist_);
+  const auto& o = cfg_.optim;
+  log_ << "model: gMLP(num_tokens=" << vocab_->size() << ", dim=" << cfg_.model.dim
+       << ", depth=" << cfg_.model.depth << ", ff_mult=" << cfg_.model.ff_mult
+       << ", attn_dim=" << cfg_.attn_dim << ", seq_len=" << cfg_.seq_len << ", causal), "
+       << param_count(state_.params) << " parameters; " << o.optimizer << " (" << o.schedule
+       << "), batch " << o.batch << " x " << cfg_.seq_len << " tokens";
+  if (o.accumulate > 1) log_ << ", " << o.accumulate << " batches per update";
+  if (dist_.enabled())
+    log_ << " (" << rows_.second - rows_.first << " windows on each of " << dist_.size()
+         << " ranks)";
+  log_ << "\n";
 
-  fs::path out = cfg.run.out_dir;
-  std::optional<int64_t> resumed_at;
-  if (cfg.run.resume) resumed_at = state.step;
-  auto csv = examples::open_metrics(  // rank 0's
-      cfg.run, state.step, dist, {"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"});
-  double time_offset = csv ? csv->last("time").value_or(0.0) : 0.0;
+  // The pipeline: every start position is a row; epoch e visits them in the order
+  // permutation(fold_in(keys[1], e)), --batch windows per step, this rank's rows of each.
+  auto ds = data::Dataset().add("window", std::make_shared<WindowSource>(train_ids_, cfg_.seq_len));
+  loader_ = std::make_unique<data::Loader>(ds, keys_[1],
+                                           data::LoaderOptions{.batch_size = o.batch,
+                                                               .remainder = data::Remainder::drop,
+                                                               .rank = dist_.rank(),
+                                                               .num_ranks = dist_.size(),
+                                                               .prefetch = cfg_.run.prefetch});
+  loader_->seek(state_.step);
 
-  // ---- training ----
-  // Each rank's loss and gradient are means over its rows; their mean over the (equal) shards
-  // is the global batch's, in one allreduce for both.
-  auto loss_fn = [&](const Tree& p, const Array& x) { return window_loss(model, p, x); };
-  auto train_step = [&](const training::TrainState& s) {
-    Array x = random_windows(train_ids, opt.batch, cfg.seq_len, s.step_rng(), rows);
-    auto [loss, grads] = value_and_grad(loss_fn)(s.params, x);
-    Tree mean = dist.pmean(Tree{{"grads", grads}, {"loss", loss}});
-    return std::make_pair(s.apply_gradients(mean["grads"]),
-                          static_cast<double>(mean["loss"].array().item<float>()));
-  };
+  if (cfg_.run.resume) resumed_at_ = state_.step;
+  csv_ = examples::open_metrics(  // rank 0's
+      cfg_.run, state_.step, dist_,
+      {"step", "time", "train_loss", "val_bpc", "lr", "tokens_per_s"});
+  time_offset_ = csv_ ? csv_->last("time").value_or(0.0) : 0.0;
+  logged_at_ = resumed_at_.value_or(-1);
+}
 
-  examples::Checkpoints checkpoints(cfg.run, dist, resumed_at);
-  examples::Deadline deadline(cfg.run, dist);
-  examples::ProgressBar bar(cfg.run.steps, cfg.run.log_every, root);
-  examples::StepTimer timer;
-  auto loop_start = examples::Clock::now();
-  double loss_sum = 0, window_seconds = 0;
-  int64_t loss_count = 0;
-  double last_val_bpc = std::numeric_limits<double>::quiet_NaN(), last_loss = last_val_bpc;
-  int64_t logged_at = resumed_at.value_or(-1);
-  const double tokens_per_step = static_cast<double>(opt.batch * cfg.seq_len);
+void Run::log_row(bool with_eval) {
+  double tps = window_seconds_ > 0
+                   ? tokens_per_step_ * static_cast<double>(loss_count_) / window_seconds_
+                   : 0;
+  if (csv_)
+    csv_->row(
+        {static_cast<double>(state_.step), time_offset_ + examples::seconds_since(loop_start_),
+         loss_count_ ? std::optional(loss_sum_ / static_cast<double>(loss_count_)) : std::nullopt,
+         with_eval ? std::optional(last_val_bpc_) : std::nullopt, opt_.lr_at(state_.step),
+         tps > 0 ? std::optional(tps) : std::nullopt});
+  loss_sum_ = 0;
+  loss_count_ = 0;
+  window_seconds_ = 0;
+  logged_at_ = state_.step;
+}
 
-  auto log_row = [&](bool with_eval) {
-    double tps =
-        window_seconds > 0 ? tokens_per_step * static_cast<double>(loss_count) / window_seconds : 0;
-    if (csv)
-      csv->row(
-          {static_cast<double>(state.step), time_offset + examples::seconds_since(loop_start),
-           loss_count ? std::optional(loss_sum / static_cast<double>(loss_count)) : std::nullopt,
-           with_eval ? std::optional(last_val_bpc) : std::nullopt, schedule(state.step),
-           tps > 0 ? std::optional(tps) : std::nullopt});
-    loss_sum = 0;
-    loss_count = 0;
-    window_seconds = 0;
-    logged_at = state.step;
-  };
-  auto run_eval = [&](int64_t windows) {
-    auto t0 = examples::Clock::now();
-    last_val_bpc = evaluate(model, state.params, val_ids, cfg.seq_len, windows, dist) / ln2;
-    char buf[200];
-    std::snprintf(buf, sizeof buf,
-                  "step %lld: val %.4f bits/char%s, train loss %.4f (%.3f bits/char)  [eval %.1fs]",
-                  static_cast<long long>(state.step), last_val_bpc, windows ? "" : " (whole split)",
-                  last_loss, last_loss / ln2, examples::seconds_since(t0));
-    bar.message(buf);
-  };
+void Run::run_eval(int64_t windows) {
+  auto t0 = examples::Clock::now();
+  last_val_bpc_ = evaluate(*model_, state_.params, val_ids_, cfg_.seq_len, windows, dist_) / ln2_;
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "step %lld: val %.4f bits/char%s, train loss %.4f (%.3f bits/char)  [eval %.1fs]",
+                static_cast<long long>(state_.step), last_val_bpc_,
+                windows ? "" : " (whole split)", last_loss_, last_loss_ / ln2_,
+                examples::seconds_since(t0));
+  bar_->message(buf);
+}
 
-  // Periodic evaluations use --eval-windows windows; the last step (end of --steps, time limit
-  // or --stop-at) is evaluated on the whole validation split, logged and checkpointed after the loop.
-  while (state.step < cfg.run.steps && !deadline.reached(state.step)) {
-    auto t0 = examples::Clock::now();
-    auto [next, loss] = train_step(state);
-    state = std::move(next);
-    double dt = examples::seconds_since(t0);
-    timer.tick(dt);
-    window_seconds += dt;
-    loss_sum += loss;
-    ++loss_count;
-    last_loss = loss;
-    if (!std::isfinite(loss))
-      throw std::runtime_error("the loss is " + std::to_string(loss) + " at step " +
-                               std::to_string(state.step) + ": lower --lr");
-    char metrics[64];
-    std::snprintf(metrics, sizeof metrics, "loss %.3f", loss);
-    double sps = timer.seconds_per_step();
-    bar.update(state.step, metrics, sps > 0 ? tokens_per_step / sps : 0, "tok/s",
-               timer.eta(cfg.run.steps - state.step, deadline.remaining()));
-    if (state.step == cfg.run.steps || deadline.reached(state.step)) break;
-    bool eval_now = state.step % cfg.eval_every == 0;
-    if (eval_now) run_eval(cfg.eval_windows);
-    if (eval_now || state.step % cfg.run.log_every == 0) log_row(eval_now);
-    if (state.step % cfg.run.ckpt_every == 0) checkpoints.save(state);
+// Each rank's loss and gradient are means over its rows; their mean over the (equal) shards is
+// the global batch's, in one allreduce for both.
+void Run::train_step() {
+  auto loss_fn = [&](const Tree& p, const Array& x) { return window_loss(*model_, p, x); };
+  auto t0 = examples::Clock::now();
+  data::Batch b = loader_->next();
+  if (b.step != state_.step)
+    throw std::logic_error("the pipeline is at step " + std::to_string(b.step) +
+                           ", the state at " + std::to_string(state_.step));
+  auto [loss, grads] = value_and_grad(loss_fn)(state_.params, b.data["window"].array());
+  Tree mean = dist_.pmean(Tree{{"grads", grads}, {"loss", loss}});
+  state_ = state_.apply_gradients(mean["grads"]);
+  double l = mean["loss"].array().item<float>();
+  double dt = examples::seconds_since(t0);
+  timer_.tick(dt);
+  window_seconds_ += dt;
+  loss_sum_ += l;
+  ++loss_count_;
+  last_loss_ = l;
+  if (!std::isfinite(l))
+    throw std::runtime_error("the loss is " + std::to_string(l) + " at step " +
+                             std::to_string(state_.step) + ": lower --lr");
+  char metrics[64];
+  std::snprintf(metrics, sizeof metrics, "loss %.3f", l);
+  double sps = timer_.seconds_per_step();
+  bar_->update(state_.step, metrics, sps > 0 ? tokens_per_step_ / sps : 0, "tok/s",
+               timer_.eta(cfg_.run.steps - state_.step, deadline_->remaining()));
+}
+
+// Periodic evaluations use --eval-windows windows; the last step (end of --steps, time limit or
+// --stop-at) is evaluated on the whole validation split, logged and checkpointed after the loop.
+void Run::train() {
+  checkpoints_ = std::make_unique<examples::Checkpoints>(cfg_.run, dist_, resumed_at_);
+  deadline_ = std::make_unique<examples::Deadline>(cfg_.run, dist_);
+  bar_ = std::make_unique<examples::ProgressBar>(cfg_.run.steps, cfg_.run.log_every,
+                                                 dist_.is_root());
+  loop_start_ = examples::Clock::now();
+  while (state_.step < cfg_.run.steps && !deadline_->reached(state_.step)) {
+    train_step();
+    if (state_.step == cfg_.run.steps || deadline_->reached(state_.step)) break;
+    bool eval_now = state_.step % cfg_.eval_every == 0;
+    if (eval_now) run_eval(cfg_.eval_windows);
+    if (eval_now || state_.step % cfg_.run.log_every == 0) log_row(eval_now);
+    if (state_.step % cfg_.run.ckpt_every == 0) checkpoints_->save(state_);
   }
-  bar.finish();
-  examples::report_stop(log, cfg.run, state.step);
-  run_eval(cfg.final_eval_windows);
-  if (logged_at != state.step) log_row(true);
-  checkpoints.save_last(state);
-  if (!root) return 0;
+  bar_->finish();
+  examples::report_stop(log_, cfg_.run, state_.step);
+  run_eval(cfg_.final_eval_windows);
+  if (logged_at_ != state_.step) log_row(true);
+  checkpoints_->save_last(state_);
+}
 
-  // ---- outputs (rank 0) ----
-  flaxpp::save(out / "params.json", Tree{{"params", state.params}});
+int Run::write_outputs() {
+  if (!dist_.is_root()) return 0;
+  fs::path out = cfg_.run.out_dir;
+  flaxpp::save(out / "params.json", Tree{{"params", state_.params}});
   {
     std::ofstream v(out / "vocab.json");
     v << "[";
-    for (int64_t i = 0; i < vocab.size(); ++i) v << (i ? ", " : "") << int(vocab.byte_of[i]);
+    for (int64_t i = 0; i < vocab_->size(); ++i) v << (i ? ", " : "") << int(vocab_->byte_of[i]);
     v << "]\n";
   }
   examples::plot_png(out / "metrics.csv", out / "loss.png", "train_charlm: gMLP on fortunes",
                      "bits per character",
-                     {{.column = "train_loss", .title = "train (batch mean)", .scale = 1 / ln2},
+                     {{.column = "train_loss", .title = "train (batch mean)", .scale = 1 / ln2_},
                       {.column = "val_bpc", .title = "validation", .points = true}});
-  double total_seconds = time_offset + examples::seconds_since(loop_start);
+  double total_seconds = time_offset_ + examples::seconds_since(loop_start_);
   std::fprintf(stderr, "final: step %lld, val %.4f bits/char, %.1f s of training; files in %s\n",
-               static_cast<long long>(state.step), last_val_bpc, total_seconds,
+               static_cast<long long>(state_.step), last_val_bpc_, total_seconds,
                out.string().c_str());
 
-  if (cfg.sample_len > 0) {
+  if (cfg_.sample_len > 0) {
     std::string text =
-        sample(model, state.params, vocab, cfg.prompt, cfg.sample_len, cfg.temperature, cfg.top_k,
-               random::fold_in(keys[2], static_cast<uint32_t>(state.step)));
-    std::ofstream(out / "sample.txt") << cfg.prompt << text << '\n';
-    std::cerr << "sample (temperature " << cfg.temperature << ", top-k " << cfg.top_k << "):\n";
-    std::cout << cfg.prompt << text << std::endl;
+        sample(*model_, state_.params, *vocab_, cfg_.prompt, cfg_.sample_len, cfg_.temperature,
+               cfg_.top_k, random::fold_in(keys_[2], static_cast<uint32_t>(state_.step)));
+    std::ofstream(out / "sample.txt") << cfg_.prompt << text << '\n';
+    std::cerr << "sample (temperature " << cfg_.temperature << ", top-k " << cfg_.top_k << "):\n";
+    std::cout << cfg_.prompt << text << std::endl;
   }
   return 0;
+}
+
+int run(const Config& cfg, examples::Distributed& dist) {
+  examples::setup_runtime(dist.threads(cfg.run.threads));
+  if (cfg.run.steps <= 0) throw examples::UsageError("--steps must be positive");
+  Run r(cfg, dist);
+  r.load_data();
+  r.build();
+  r.train();
+  return r.write_outputs();
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
-// flax.linen in one include: modules, layers, activations, initializers.
+// flax.linen in one include: modules, layers (linear, conv, attention, normalization), activations,
+// initializers.
 #pragma once
 #include "activation.hpp"
+#include "attention.hpp"
 #include "combinators.hpp"
+#include "conv.hpp"
 #include "initializers.hpp"
 #include "linear.hpp"
 #include "module.hpp"

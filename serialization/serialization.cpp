@@ -384,6 +384,10 @@ class FileBytes {
   FileBytes(const FileBytes&) = delete;
   FileBytes& operator=(const FileBytes&) = delete;
   bool mapped() const { return map_ != nullptr; }
+  // Gives a mapping's pages back (they are read again from the page cache when touched).
+  void release() const {
+    if (map_) ::madvise(map_, size_, MADV_DONTNEED);
+  }
   std::string_view text() const {
     return map_ ? std::string_view(static_cast<const char*>(map_), size_) : std::string_view(data_);
   }
@@ -452,6 +456,7 @@ Tree load_impl(const std::filesystem::path& path, const Tree* target, const Rest
   if (meta.present) {
     std::string why = mismatch(meta, data);
     if (!why.empty()) io_error("load", path, why, 0);
+    if (format == Format::safetensors) file.release();  // checksumming read it all in
   }
   try {
     if (format == Format::json) {
@@ -476,6 +481,12 @@ Tree load(const std::filesystem::path& path) { return load_impl(path, nullptr, {
 Safetensors load_safetensors(const std::filesystem::path& path, char separator) {
   FileBytes file(path, /*populate=*/false);
   std::string_view data = file.text();
+  Meta meta = read_meta(path);
+  if (meta.present) {
+    std::string why = mismatch(meta, data);
+    if (!why.empty()) io_error("load", path, why, 0);
+    file.release();
+  }
   try {
     return detail::read_safetensors({reinterpret_cast<const uint8_t*>(data.data()), data.size()}, separator,
                                     file.mapped());

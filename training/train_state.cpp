@@ -17,11 +17,22 @@ TrainState TrainState::create(Tree params, optax::GradientTransformation tx, ran
   return s;
 }
 
+TrainState TrainState::with_ema(double decay) const {
+  if (!(decay >= 0 && decay < 1))
+    throw std::invalid_argument("TrainState::with_ema: decay must be in [0, 1), got " +
+                                std::to_string(decay));
+  TrainState s = *this;
+  s.ema_decay = decay;
+  s.ema_params = params;
+  return s;
+}
+
 TrainState TrainState::apply_gradients(const Tree& grads) const {
   auto [updates, new_opt] = tx.update(grads, opt_state, params);
   TrainState next = *this;
   next.params = optax::apply_updates(params, updates);
   next.opt_state = std::move(new_opt);
+  if (ema_decay) next.ema_params = optax::incremental_update(next.params, ema_params, 1 - *ema_decay);
   next.step = step + 1;
   return next;
 }
@@ -29,10 +40,12 @@ TrainState TrainState::apply_gradients(const Tree& grads) const {
 random::Key TrainState::step_rng() const { return random::fold_in(rng, static_cast<uint32_t>(step)); }
 
 Tree TrainState::state_dict() const {
-  return Tree{{"step", Array(static_cast<int32_t>(step))},
-              {"params", params},
-              {"opt_state", opt_state},
-              {"rng", random::key_data(rng)}};
+  std::vector<Tree::Item> items{{"step", Array(static_cast<int32_t>(step))},
+                                {"params", params},
+                                {"opt_state", opt_state}};
+  if (ema_decay) items.emplace_back("ema_params", ema_params);
+  items.emplace_back("rng", random::key_data(rng));
+  return Tree::dict(std::move(items));
 }
 
 TrainState TrainState::with_state_dict(const Tree& sd) const {
@@ -41,6 +54,7 @@ TrainState TrainState::with_state_dict(const Tree& sd) const {
   s.step = v["step"].array().item<int64_t>();
   s.params = v["params"];
   s.opt_state = v["opt_state"];
+  if (ema_decay) s.ema_params = v["ema_params"];
   const uint32_t* k = v["rng"].array().data<uint32_t>();
   s.rng = random::wrap_key_data(k[0], k[1]);
   return s;

@@ -7,12 +7,13 @@
 //   state = training::restore_checkpoint("ckpt", state);     // latest, validated against `state`
 //
 // A checkpoint is Flax msgpack of {"step": int32, "params": ..., "opt_state": ..., "rng":
-// uint32 (2,)} (Flax's TrainState state dict plus our rng key), written atomically with a
-// CRC32C in its `.meta` sidecar (serialization.hpp; Flax reads the .msgpack as before); `keep`
-// removes older checkpoint files (never the one just written). Restoring checks the checksum
-// and every path, shape and dtype against the target state and throws SerializationError naming
-// the file and the path. Without a step, restore_checkpoint takes the newest checkpoint that
-// loads, skipping (and reporting) newer ones that do not verify.
+// uint32 (2,)} (Flax's TrainState state dict plus our rng key; "ema_params" after "opt_state"
+// when the state keeps an EMA), written atomically with a CRC32C in its `.meta` sidecar
+// (serialization.hpp; Flax reads the .msgpack as before); `keep` removes older checkpoint files
+// (never the one just written). Restoring checks the checksum and every path, shape and dtype
+// against the target state and throws SerializationError naming the file and the path. Without
+// a step, restore_checkpoint takes the newest checkpoint that loads, skipping (and reporting)
+// newer ones that do not verify.
 #pragma once
 
 #include <cstdint>
@@ -34,8 +35,15 @@ struct TrainState {
   Tree opt_state;
   random::Key rng{};
   optax::GradientTransformation tx;
+  // An exponential moving average of the params, kept when ema_decay is set (with_ema):
+  // after each step ema_params = decay * ema_params + (1 - decay) * params (optax's
+  // incremental_update with step size 1 - decay), for evaluation with the averaged weights.
+  std::optional<double> ema_decay;
+  Tree ema_params;
 
   static TrainState create(Tree params, optax::GradientTransformation tx, random::Key rng = {});
+  // This state with an EMA of the params starting from the current ones; decay in [0, 1).
+  TrainState with_ema(double decay) const;
   // One optimizer step: new params, new opt_state, step + 1 (rng unchanged).
   TrainState apply_gradients(const Tree& grads) const;
   // A fresh key for this step, as jax.random.fold_in(rng, step) (does not change the state).

@@ -9,7 +9,7 @@
 //   examples::add_run_flags(app, cfg.run);        // --steps --time-limit --resume --distributed ...
 //   examples::add_model_flags(app, cfg.model);    // --dim --depth --ff-mult
 //   examples::add_optimizer_flags(app, cfg.optim, {.batch = "windows per global batch", ...});
-//   CLI11_PARSE(app, argc, argv);
+//   CLI11_PARSE(app, argc, argv);   // --optimizer --schedule --accumulate: common/optimizer.hpp
 //
 // --batch is always the global batch: with --distributed each of the N ranks computes the
 // gradient of batch / N of its rows (examples/common/distributed.hpp).
@@ -17,10 +17,25 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 namespace examples {
+
+// The names --optimizer and --schedule accept (examples/common/optimizer.hpp builds them).
+inline const std::vector<std::string>& optimizer_names() {
+  static const std::vector<std::string> names{"adamw", "adam",    "nadam",     "radam",
+                                              "sgd",   "rmsprop", "adagrad",   "adafactor",
+                                              "lion",  "lamb",    "adabelief"};
+  return names;
+}
+inline const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> names{
+      "warmup_cosine", "constant",   "cosine",   "linear", "exponential", "piecewise",
+      "polynomial",    "warmup_exponential",     "onecycle"};
+  return names;
+}
 
 // How a run goes: its length, time limit, logging, checkpoints, threads and processes.
 struct RunFlags {
@@ -38,6 +53,7 @@ struct RunFlags {
   std::string ckpt_dir;  // default: <out_dir>/ckpt
   int threads = 0;       // 0 = all cores (with --distributed: the cores / the ranks on this host)
   bool distributed = false;  // data-parallel over the MPI ranks (mpirun -np N)
+  int prefetch = 2;          // batches the input pipeline's thread keeps ready (0 = none)
 };
 
 // The width and depth of the examples' gMLPs.
@@ -47,13 +63,17 @@ struct ModelFlags {
   int64_t ff_mult = 2;
 };
 
-// clip_by_global_norm -> AdamW with warmup then cosine decay, on batches of `batch`.
+// clip_by_global_norm -> --optimizer (AdamW) with --schedule (warmup then cosine decay), on
+// batches of `batch`, --accumulate of them per update (examples/common/optimizer.hpp).
 struct OptimizerFlags {
   int64_t batch = 32;  // global: every rank together
   double lr = 1e-3;
   int64_t warmup = 100;
   double weight_decay = 0.01;
   double clip = 1.0;
+  std::string optimizer = "adamw";
+  std::string schedule = "warmup_cosine";
+  int64_t accumulate = 1;
 };
 
 // What --batch counts and which parameters --weight-decay applies to, per example.
@@ -110,6 +130,11 @@ inline void add_run_flags(CLI::App& app, RunFlags& f) {
                  "shared out among the ranks on each host)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option("--prefetch", f.prefetch,
+                 "batches the input pipeline's background thread keeps ready (0 = none; the "
+                 "batches are the same either way)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--distributed", f.distributed,
                "data-parallel training under mpirun: each rank takes batch / ranks rows of the "
                "global batch, gradients are averaged across ranks, rank 0 writes every file");
@@ -135,6 +160,18 @@ inline void add_optimizer_flags(CLI::App& app, OptimizerFlags& f, const Optimize
       ->check(CLI::NonNegativeNumber);
   app.add_option("--weight-decay", f.weight_decay, help.weight_decay)->capture_default_str();
   app.add_option("--clip", f.clip, "global-norm gradient clipping")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--optimizer", f.optimizer, "optax optimizer (after --clip)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(optimizer_names()));
+  app.add_option("--schedule", f.schedule,
+                 "learning-rate schedule over the run, peaking at --lr (warmup_*: --warmup steps)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(schedule_names()));
+  app.add_option("--accumulate", f.accumulate,
+                 "batches per optimizer update (optax.MultiSteps: their mean gradient; the "
+                 "effective batch is accumulate x --batch)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 }

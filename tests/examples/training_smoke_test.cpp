@@ -125,8 +125,39 @@ TEST_CASE("train_charlm: help, a short run, resume bit-for-bit, sampling") {
   CHECK(sample.rfind("Hello", 0) == 0);
   CHECK(sample.size() >= 5 + 12);
   CHECK(fs::exists(dir / "vocab.json"));
+  // The pipeline's prefetch thread changes no value: --prefetch 0 ends with the same params.
+  fs::path nopre = fresh_dir("charlm_noprefetch");
+  auto r0 = run("train_charlm", tiny + " --steps 8 --prefetch 0 --out-dir '" + nopre.string() + "'",
+                nopre / "run.log");
+  REQUIRE(r0.exit_code == 0);
+  CHECK(read_file(nopre / "params.json") == read_file(dir / "params.json"));
   std::string header = read_file(dir / "metrics.csv").substr(0, 50);
   CHECK(header.rfind("step,time,train_loss,val_bpc,lr,tokens_per_s", 0) == 0);
+}
+
+TEST_CASE("train_charlm: --optimizer, --schedule, --accumulate resume bit-for-bit mid-accumulation") {
+  require_data(kFortunes, "fortunes");
+  const std::string tiny =
+      "--dim 16 --depth 1 --seq-len 16 --batch 4 --threads 1 --log-every 2 --eval-every 4 "
+      "--eval-windows 4 --final-eval-windows 8 --ckpt-every 4 --sample-len 0 "
+      "--optimizer adafactor --schedule exponential --accumulate 3";
+  // Stopped at step 8, two batches into an update: the checkpoint holds MultiSteps'
+  // partly accumulated gradient.
+  check_resume("train_charlm", tiny, /*total=*/12, /*stop=*/8);
+  fs::path tmp = fresh_dir("charlm_badopt");
+  auto bad = run("train_charlm", "--optimizer adamx --out-dir '" + tmp.string() + "'",
+                 tmp / "bad.log");
+  CHECK(bad.exit_code != 0);
+  CHECK(bad.output.find("--optimizer") != std::string::npos);
+}
+
+TEST_CASE("train_fashion_mnist: --augment with lion, onecycle and --accumulate resume bit-for-bit") {
+  require_data(kFashion / "train-images-idx3-ubyte.gz", "dataset-fashion-mnist");
+  const std::string tiny =
+      "--train-limit 96 --test-limit 64 --batch 16 --dim 8 --depth 1 --patch-size 7 --ff-mult 2 "
+      "--threads 1 --log-every 2 --ckpt-every 4 --augment --optimizer lion --lr 1e-3 "
+      "--schedule onecycle --accumulate 3 --prefetch 3";
+  check_resume("train_fashion_mnist", tiny, /*total=*/12, /*stop=*/8);  // mid-accumulation
 }
 
 TEST_CASE("train_fashion_mnist: a short run on a subset, resume bit-for-bit") {

@@ -132,6 +132,17 @@ TEST_CASE("safetensors: nested trees with '.' or '/', scalars, round trips throu
   CHECK(same_bits(loaded["params"]["Dense_0"]["kernel"].array(), params["params"]["Dense_0"]["kernel"].array()));
   Safetensors with_meta = load_safetensors(f);
   CHECK(with_meta.metadata.at("format") == "flax");
+  // With a checksum sidecar (as checkpoints are saved), a flipped data byte is refused.
+  fs::path summed = dir / "summed.safetensors";
+  save(summed, params, {.checksum = true});
+  CHECK(same_bits(load_safetensors(summed).tree["params"]["scale"].array(), params["params"]["scale"].array()));
+  {
+    std::fstream io(summed, std::ios::in | std::ios::out | std::ios::binary);
+    io.seekp(-1, std::ios::end);
+    io.put('\x7f');
+  }
+  CHECK_THROWS_WITH_AS(load(summed), doctest::Contains("checksum mismatch"), SerializationError);
+  CHECK_THROWS_WITH_AS(load_safetensors(summed), doctest::Contains("checksum mismatch"), SerializationError);
   // A key holding the separator cannot be written; the good file stays as it was.
   auto before = fs::file_size(f);
   Tree bad{{"a.b", jnp::ones({1})}};
