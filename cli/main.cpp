@@ -10,7 +10,6 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/allocator.hpp"
-#include "serialization/serialization.hpp"
 
 int main(int argc, char** argv) {
   using namespace flaxpp::cli;

@@ -79,10 +79,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       auto words = flaxpp::cli::split_list(key_text);
       for (const auto& w : words) {
         uint32_t v = flaxpp::cli::parse_uint32("--key-data", w);
-        // An accepted word reads back: its digits, without leading zeros, are the value's.
-        std::string digits = w.substr(w.find_first_not_of('0') == std::string::npos
-                                          ? w.size() - 1
-                                          : w.find_first_not_of('0'));
+        // An accepted word reads back: its digits, without leading zeros, are the value's
+        // ("-0" and "-000" are 0, as from_chars and Python's int() read them).
+        std::string u = !w.empty() && w[0] == '-' ? w.substr(1) : w;
+        if (u.size() != w.size() && v != 0) die("'" + w + "' read as " + std::to_string(v));
+        size_t first = u.find_first_not_of('0');
+        std::string digits = first == std::string::npos ? "0" : u.substr(first);
         if (digits != std::to_string(v)) die("'" + w + "' read as " + std::to_string(v));
       }
     } catch (const flaxpp::cli::ArgError& e) {

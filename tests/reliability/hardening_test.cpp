@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -140,6 +141,10 @@ Tree every_leaf_kind() {
 // Same structure, and every leaf the same shape, dtype and bytes.
 void require_exact(const Tree& got, const Tree& want, const std::string& how) {
   auto g = flatten_dict(got), w = flatten_dict(want);
+  // safetensors keeps no key order: compare leaf by leaf, by path.
+  auto by_path = [](const auto& x, const auto& y) { return x.first < y.first; };
+  std::sort(g.begin(), g.end(), by_path);
+  std::sort(w.begin(), w.end(), by_path);
   REQUIRE_MESSAGE(g.size() == w.size(), how);
   for (size_t i = 0; i < g.size(); ++i) {
     INFO(how << ": " << w[i].first);
@@ -155,9 +160,10 @@ void require_exact(const Tree& got, const Tree& want, const std::string& how) {
 }  // namespace
 
 TEST_CASE("#2 every leaf kind survives every format pair exactly, with and without a target") {
+  // msgpack, JSON (with its .meta sidecar) and safetensors, each to each.
   fs::path d = fresh_dir("formats");
   const Tree want = every_leaf_kind();
-  const char* exts[] = {".msgpack", ".json"};
+  const char* exts[] = {".msgpack", ".json", ".safetensors"};
   for (const char* a : exts)
     for (const char* b : exts)
       for (bool with_target : {false, true}) {
