@@ -64,8 +64,7 @@ __attribute__((target("avx2,fma"))) double fma_rate_avx2(long iters) {
   return static_cast<double>(iters) * 12 * 16 / s / 1e9;  // 8 lanes x 2 flops per FMA
 }
 double fma_rate(long iters) {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? fma_rate_avx2(iters)
-                                                                          : 0;
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? fma_rate_avx2(iters) : 0;
 }
 #else
 double fma_rate(long) { return 0; }

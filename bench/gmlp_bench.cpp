@@ -536,7 +536,8 @@ int driver(const Options& o) {
   const auto t_start = std::chrono::steady_clock::now();
   json out = run_header(o, rounds);
   WorkerResults workers = run_workers(o, rounds);  // 1: flaxpp, each config in its own process
-  if (!workers.openblas_threads.is_null()) out["openblas_threads_workers"] = workers.openblas_threads;
+  if (!workers.openblas_threads.is_null())
+    out["openblas_threads_workers"] = workers.openblas_threads;
 
   TorchRun torch = run_torch(o, rounds);  // 2: torch, after the flaxpp workers, never alongside
   out["torch"] = {{"status", torch.status}, {"script", torch.script}, {"threads", torch.threads}};
@@ -552,7 +553,8 @@ int driver(const Options& o) {
 
   json cfgs = json::object();  // 3: aggregate, compare, check targets
   for (const auto& name : o.configs)
-    if (workers.rounds.count(name)) cfgs[name] = config_entry(*find_config(name), workers.rounds[name], torch);
+    if (workers.rounds.count(name))
+      cfgs[name] = config_entry(*find_config(name), workers.rounds[name], torch);
   out["configs"] = cfgs;
   if (!workers.failed.empty()) out["failed"] = workers.failed;
 

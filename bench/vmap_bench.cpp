@@ -42,7 +42,8 @@ double median_ms(int reps, F f) {
   for (int r = 0; r < reps; ++r) {
     auto start = std::chrono::steady_clock::now();
     f();
-    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+                    .count());
   }
   std::sort(t.begin(), t.end());
   return t[t.size() / 2];
@@ -87,11 +88,13 @@ int main(int argc, char** argv) {
     Array a = Array::empty({batch, in, hidden}, DType::float32);
     std::fill_n(a.mutable_data<float>(), a.size(), 1.f);
   });
-  std::printf("median of %d runs (ms): vmap_grad %.2f  loop_grad %.2f  batched_grad %.2f  "
-              "write_result %.2f\n",
-              reps, t_vmap, t_loop, t_batched, t_write);
-  std::printf("ratios: loop_grad / vmap_grad %.2f  vmap_grad / write_result %.2f  "
-              "vmap_grad / batched_grad %.2f\n",
-              t_loop / t_vmap, t_vmap / t_write, t_vmap / t_batched);
+  std::printf(
+      "median of %d runs (ms): vmap_grad %.2f  loop_grad %.2f  batched_grad %.2f  "
+      "write_result %.2f\n",
+      reps, t_vmap, t_loop, t_batched, t_write);
+  std::printf(
+      "ratios: loop_grad / vmap_grad %.2f  vmap_grad / write_result %.2f  "
+      "vmap_grad / batched_grad %.2f\n",
+      t_loop / t_vmap, t_vmap / t_write, t_vmap / t_batched);
   return 0;
 }

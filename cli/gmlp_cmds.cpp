@@ -13,8 +13,8 @@
 // are read off the parameter shapes, and flags that are given must agree with them. Causality is
 // not stored in parameters: --causal (default) or --no-causal.
 #include <chrono>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -27,11 +27,11 @@
 #include "cli/args.hpp"
 #include "cli/commands.hpp"
 #include "core/autodiff.hpp"
+#include "core/format.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "core/format.hpp"
-#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
+#include "serialization/serialization.hpp"
 
 namespace {
 
@@ -104,9 +104,9 @@ using format::with_commas;
 // Refuses, before anything is allocated, a model whose parameters alone exceed this machine's
 // memory, naming the flag whose term dominates (float64 estimate: the flags may overflow int64).
 void refuse_unaffordable(const models::gMLP& m, const ModelFlags& f) {
-  const double d = static_cast<double>(m.dim), ff = d * static_cast<double>(m.ff_mult),
-               h = ff / 2, V = static_cast<double>(*m.num_tokens),
-               depth = static_cast<double>(m.depth), n = static_cast<double>(m.seq_len.value_or(0)),
+  const double d = static_cast<double>(m.dim), ff = d * static_cast<double>(m.ff_mult), h = ff / 2,
+               V = static_cast<double>(*m.num_tokens), depth = static_cast<double>(m.depth),
+               n = static_cast<double>(m.seq_len.value_or(0)),
                a = static_cast<double>(m.attn_dim.value_or(0));
   const std::pair<std::string, double> terms[] = {
       {"--num-tokens " + std::to_string(f.num_tokens), 2 * V * d},
@@ -315,9 +315,9 @@ int run_apply(int argc, char** argv) {
   models::gMLP model = model_of(f);
   if (param_count(params) != expected_count(model)) {
     // The model's own tree says which entries differ (init costs what apply will cost anyway).
-    Tree want = model.init(random::PRNGKey(0),
-                           jnp::zeros({1, model.seq_len.value_or(1)}, DType::int32),
-                           nn::compat_from_name(f.compat))["params"];
+    Tree want =
+        model.init(random::PRNGKey(0), jnp::zeros({1, model.seq_len.value_or(1)}, DType::int32),
+                   nn::compat_from_name(f.compat))["params"];
     throw std::invalid_argument(params_file + ": " + with_commas(param_count(params)) +
                                 " parameters, but " + describe(model) + " has " +
                                 with_commas(expected_count(model)) + ": " +

@@ -25,10 +25,11 @@ using format::bytes_repr;
 using format::with_commas;
 
 int run_inspect(int argc, char** argv) {
-  CLI::App app{"Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, "
-               "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); a "
-               "safetensors file's __metadata__ first.",
-               "flaxpp inspect"};
+  CLI::App app{
+      "Lists every array in a .msgpack, .json or .safetensors checkpoint: '/'-path, "
+      "dtype, shape, element count and bytes, then the totals (Flax tabulate's units); a "
+      "safetensors file's __metadata__ first.",
+      "flaxpp inspect"};
   std::string file;
   bool sorted = false;
   app.add_option("FILE", file, "a .msgpack, .json or .safetensors checkpoint")
@@ -79,7 +80,9 @@ int run_inspect(int argc, char** argv) {
                 static_cast<int>(w[3]), d.c_str(), static_cast<int>(w[4]), e.c_str());
   };
   std::printf("%s: %s, %s bytes\n", file.c_str(),
-              format == Format::json ? "JSON" : format == Format::msgpack ? "Flax msgpack" : "safetensors",
+              format == Format::json      ? "JSON"
+              : format == Format::msgpack ? "Flax msgpack"
+                                          : "safetensors",
               with_commas(static_cast<int64_t>(std::filesystem::file_size(file))).c_str());
   for (const auto& [k, v] : metadata) std::printf("__metadata__ %s: %s\n", k.c_str(), v.c_str());
   line("path", "dtype", "shape", "params", "bytes");
@@ -91,11 +94,12 @@ int run_inspect(int argc, char** argv) {
 }
 
 int run_convert(int argc, char** argv) {
-  CLI::App app{"Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension "
-               "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys keep "
-               "the input's order (safetensors has none: its data's order). Dtypes JSON cannot "
-               "show go into OUT.meta.",
-               "flaxpp convert"};
+  CLI::App app{
+      "Converts a checkpoint between Flax msgpack, JSON and safetensors, by extension "
+      "(.msgpack / .json / .safetensors; safetensors keys are joined with '.'). Keys keep "
+      "the input's order (safetensors has none: its data's order). Dtypes JSON cannot "
+      "show go into OUT.meta.",
+      "flaxpp convert"};
   std::vector<std::string> files(2);
   SaveOptions opts;
   app.add_option("IN", files[0], "input checkpoint")->required()->check(CLI::ExistingFile);
@@ -111,9 +115,11 @@ int run_convert(int argc, char** argv) {
   return 0;
 }
 
-cli::Register inspect_cmd("inspect", "list the arrays of a .msgpack / .json / .safetensors checkpoint",
+cli::Register inspect_cmd("inspect",
+                          "list the arrays of a .msgpack / .json / .safetensors checkpoint",
                           run_inspect);
-cli::Register convert_cmd("convert", "convert a checkpoint between .msgpack, .json and .safetensors",
+cli::Register convert_cmd("convert",
+                          "convert a checkpoint between .msgpack, .json and .safetensors",
                           run_convert);
 
 }  // namespace

@@ -118,8 +118,8 @@ class Array {
   const std::shared_ptr<autodiff::Node>& node() const { return node_; }
   void set_node(std::shared_ptr<autodiff::Node> n) { node_ = std::move(n); }
 
-  std::string repr() const;        // JAX style: Array([1., 2.], dtype=float32)
-  std::string str() const;         // NumPy style body only: [1. 2.]
+  std::string repr() const;  // JAX style: Array([1., 2.], dtype=float32)
+  std::string str() const;   // NumPy style body only: [1. 2.]
 
  private:
   Array(Shape shape, DType dtype, std::shared_ptr<Buffer> buffer);

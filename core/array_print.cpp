@@ -1,5 +1,3 @@
-#include "core/array.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -9,6 +7,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "core/array.hpp"
 
 namespace flaxpp {
 

@@ -71,8 +71,8 @@ RecordOn::~RecordOn() { t_recording = prev_; }
 TraceScope::TraceScope() { ++t_depth; }
 TraceScope::~TraceScope() { --t_depth; }
 
-Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule,
-             Keep keep, JvpRule jvp) {
+Array record(const char* op, Array out, std::vector<const Array*> inputs, VjpRule rule, Keep keep,
+             JvpRule jvp) {
   for (const Array* a : inputs)
     if (prim::batched(*a))
       throw std::invalid_argument(std::string("vmap: no batching rule for ") + op + " yet");
@@ -248,8 +248,7 @@ std::unordered_map<Node*, Array> propagate(const std::vector<Array>& outputs,
 }  // namespace
 
 std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
-                            const std::vector<Array>& targets, bool record_backward,
-                            bool consume) {
+                            const std::vector<Array>& targets, bool record_backward, bool consume) {
   std::optional<NoRecord> guard;
   if (!record_backward) guard.emplace();
   consume = consume && !record_backward;

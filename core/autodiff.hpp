@@ -61,7 +61,8 @@ Array trace_leaf(const Array& x, const char* what);
 // rules may write their results into buffers nothing else references (see reusable). grad and
 // value_and_grad at the top level consume; vjp's pullback, which may be called again, does not.
 std::vector<Array> backward(const std::vector<Array>& outputs, const std::vector<Array>& seeds,
-                            const std::vector<Array>& targets, bool record_backward, bool consume = false);
+                            const std::vector<Array>& targets, bool record_backward,
+                            bool consume = false);
 
 // Forward mode: the tangent of each output given one tangent per leaf (trace_leaf results),
 // running every recorded node's jvp rule from the leaves up. Records the tangent computation
@@ -101,7 +102,9 @@ struct Differentiable<std::vector<Array>> {
 template <class T>
 concept DifferentiableType = requires(const T& x, std::vector<Array>& v, const Array*& it) {
   Differentiable<std::remove_cvref_t<T>>::flatten(x, v);
-  { Differentiable<std::remove_cvref_t<T>>::unflatten(x, it) } -> std::convertible_to<std::remove_cvref_t<T>>;
+  {
+    Differentiable<std::remove_cvref_t<T>>::unflatten(x, it)
+    } -> std::convertible_to<std::remove_cvref_t<T>>;
 };
 
 template <class T>
@@ -184,7 +187,8 @@ auto value_and_grad_impl(const char* what, const F& f, const Args&... args) {
     TraceScope scope;
     auto targs = std::make_tuple(traced(std::integral_constant<size_t, I>{})...);
     return std::apply([&](const auto&... t) { return f(unwrap(t)...); }, targs);
-  }(std::index_sequence_for<Args...>{});
+  }
+  (std::index_sequence_for<Args...>{});
   Array value;
   if constexpr (Aux)
     value = scalar_output(result.first, what);
@@ -241,7 +245,8 @@ template <size_t... Argnums, class F>
 auto value_and_grad(F f) {
   return [f](const auto&... args) {
     auto run = [&]<size_t... Is>() {
-      auto [v, g] = autodiff::detail::value_and_grad_impl<false, Is...>("value_and_grad", f, args...);
+      auto [v, g] =
+          autodiff::detail::value_and_grad_impl<false, Is...>("value_and_grad", f, args...);
       return std::make_pair(v, autodiff::detail::single_or_tuple(std::move(g)));
     };
     if constexpr (sizeof...(Argnums) == 0)
@@ -368,7 +373,7 @@ auto jvp_impl(const F& f, const std::tuple<X...>& primals, const std::tuple<X...
 // jvp(f, x, v) -> {f(x), J v}: forward mode, every primitive's jvp rule applied once from the
 // inputs up (jax.jvp). x and v have the same structure (an Array, a vector or a tree).
 template <class F, class X>
-  requires DifferentiableType<X>
+requires DifferentiableType<X>
 auto jvp(F f, const X& x, const X& v) {
   return autodiff::detail::jvp_impl(f, std::tuple<X>(x), std::tuple<X>(v),
                                     std::index_sequence<0>{});

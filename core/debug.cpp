@@ -28,9 +28,11 @@ void check_finite(const Tree& tree, const std::string& what) {
     if (!path.empty()) where += (where.empty() ? "" : "/") + path;
     std::ostringstream msg;
     msg << "check_finite: " << (where.empty() ? "<root>" : where) << ": "
-        << (std::isnan(x[first]) ? "nan" : x[first] > 0 ? "inf" : "-inf") << " at index " << first << " ["
-        << index << "] of float32" << to_string(a.shape()) << "; " << bad << " of " << n
-        << " values not finite";
+        << (std::isnan(x[first]) ? "nan"
+            : x[first] > 0       ? "inf"
+                                 : "-inf")
+        << " at index " << first << " [" << index << "] of float32" << to_string(a.shape()) << "; "
+        << bad << " of " << n << " values not finite";
     throw std::runtime_error(msg.str());
   }
 }

@@ -17,14 +17,14 @@
 
 namespace flaxpp::gemm {
 
-void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-           const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+           int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
 
 // `count` independent products C_i = op(A_i) op(B_i), with operand i at a + i*stride_a (a stride
 // of 0 reuses one operand). Small products are spread over the pool, one whole product per task.
-void sgemm_batched(int64_t count, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
-                   int64_t lda, int64_t stride_a, const float* b, int64_t ldb, int64_t stride_b, float* c,
-                   int64_t ldc, int64_t stride_c);
+void sgemm_batched(int64_t count, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,
+                   int64_t stride_b, float* c, int64_t ldc, int64_t stride_c);
 
 // OpenBLAS's own thread count is forced to 1 by the first product; this does it now.
 void use_single_threaded_blas();

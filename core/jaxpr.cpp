@@ -42,8 +42,8 @@ std::string var_name(int id) {
 
 std::string type_of(const Jaxpr::Var& v) {
   static constexpr const char* names[] = {"f32", "i32", "u32", "bool"};
-  const char* t = v.dtype == DType::float32 ? names[0]
-                  : v.dtype == DType::int32 ? names[1]
+  const char* t = v.dtype == DType::float32  ? names[0]
+                  : v.dtype == DType::int32  ? names[1]
                   : v.dtype == DType::uint32 ? names[2]
                                              : names[3];
   std::string s = std::string(t) + "[";

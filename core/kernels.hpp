@@ -20,8 +20,8 @@ inline Shape broadcast_strides(const Shape& s, const Shape& out) {
 // As for_each_broadcast, but only for the innermost-axis runs [run_begin, run_end) (a run is one
 // row of the last axis), so a broadcast loop can be split across threads.
 template <class Fn>
-void for_each_broadcast_runs(const Shape& out, const Shape& sa, const Shape& sb, int64_t run_begin, int64_t run_end,
-                             Fn fn) {
+void for_each_broadcast_runs(const Shape& out, const Shape& sa, const Shape& sb, int64_t run_begin,
+                             int64_t run_end, Fn fn) {
   if (out.empty()) {
     if (run_begin == 0 && run_end > 0) fn(0, 0, 0, 1, 0, 0);
     return;
@@ -63,12 +63,13 @@ void for_each_broadcast(const Shape& out, const Shape& sa, const Shape& sb, Fn f
 template <class T>
 void broadcast_copy(const T* src, const Shape& s, T* dst, const Shape& out) {
   Shape st = broadcast_strides(s, out);
-  for_each_broadcast(out, st, st, [&](int64_t o, int64_t ao, int64_t, int64_t n, int64_t as, int64_t) {
-    if (as == 1)
-      std::memcpy(dst + o, src + ao, n * sizeof(T));
-    else
-      for (int64_t i = 0; i < n; ++i) dst[o + i] = src[ao + i * as];
-  });
+  for_each_broadcast(out, st, st,
+                     [&](int64_t o, int64_t ao, int64_t, int64_t n, int64_t as, int64_t) {
+                       if (as == 1)
+                         std::memcpy(dst + o, src + ao, n * sizeof(T));
+                       else
+                         for (int64_t i = 0; i < n; ++i) dst[o + i] = src[ao + i * as];
+                     });
 }
 
 }  // namespace flaxpp::kernels

@@ -43,9 +43,9 @@ Array full(const Shape& shape, float value);
 Array full(const Shape& shape, int32_t value);
 Array zeros_like(const Array& a);
 Array ones_like(const Array& a);
-Array arange(int64_t stop);                                       // int32 [0, stop)
+Array arange(int64_t stop);  // int32 [0, stop)
 Array arange(double start, double stop, double step = 1.0, DType dtype = DType::float32);
-Array astype(const Array& a, DType dtype);                        // differentiable float->float
+Array astype(const Array& a, DType dtype);  // differentiable float->float
 
 // ---- elementwise ----
 Array add(const Array& a, const Array& b);
@@ -90,11 +90,11 @@ Array logsumexp(const Array& a, const Axes& axes = {}, bool keepdims = false);
 // NumPy matmul: 1-D operands are promoted and the added axis removed; leading (batch) axes
 // broadcast. float32 only, computed with cblas_sgemm.
 Array matmul(const Array& a, const Array& b);
-Array dot(const Array& a, const Array& b);  // = matmul for rank <= 2
+Array dot(const Array& a, const Array& b);   // = matmul for rank <= 2
 Array vdot(const Array& a, const Array& b);  // sum(a * b) over all elements, a scalar
 
 // ---- shapes and indexing ----
-Array reshape(const Array& a, const Shape& shape);  // one dimension may be -1
+Array reshape(const Array& a, const Shape& shape);       // one dimension may be -1
 Array transpose(const Array& a, const Axes& perm = {});  // {} reverses the axes
 Array swapaxes(const Array& a, int64_t axis1, int64_t axis2);
 Array expand_dims(const Array& a, int64_t axis);

@@ -23,16 +23,16 @@ namespace flaxpp::fused {
 
 Array dense(const Array& x, const Array& kernel, const std::optional<Array>& bias);
 Array gelu_tanh(const Array& x);
-Array layer_norm(const Array& x, const std::optional<Array>& scale, const std::optional<Array>& bias, float epsilon,
-                 bool clip_variance);
+Array layer_norm(const Array& x, const std::optional<Array>& scale,
+                 const std::optional<Array>& bias, float epsilon, bool clip_variance);
 Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array& labels);
 
 // The composite definitions (jnp ops only), for tests and the differentiable backward path.
 namespace composite {
 Array dense(const Array& x, const Array& kernel, const std::optional<Array>& bias);
 Array gelu_tanh(const Array& x);
-Array layer_norm(const Array& x, const std::optional<Array>& scale, const std::optional<Array>& bias, float epsilon,
-                 bool clip_variance);
+Array layer_norm(const Array& x, const std::optional<Array>& scale,
+                 const std::optional<Array>& bias, float epsilon, bool clip_variance);
 Array softmax_cross_entropy_with_integer_labels(const Array& logits, const Array& labels);
 }  // namespace composite
 

@@ -1,10 +1,9 @@
 // jax.nn helpers: softmax and log_softmax, numerically stable (shifted by the max, which is
 // held constant for differentiation, as JAX's stop_gradient(x_max)).
-#include "core/primitive.hpp"
 #include "core/ops.hpp"
+#include "core/primitive.hpp"
 
 namespace flaxpp {
-
 
 // exp(x - max) / sum(exp(x - max)). A fused rule, as jax.nn.softmax's custom_jvp: the vjp
 // y * (g - sum(g * y)) needs only the output (one node instead of six, and no exp/sum kept

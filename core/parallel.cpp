@@ -1,12 +1,13 @@
 #include "core/parallel.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
-#include <sched.h>
 #include <thread>
 #include <vector>
 
@@ -37,7 +38,8 @@ class Pool {
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-    int64_t chunks = std::min<int64_t>(threads_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
+    int64_t chunks =
+        std::min<int64_t>(threads_, std::max<int64_t>(1, n / std::max<int64_t>(1, grain)));
     if (chunks <= 1 || t_in_parallel) {
       fn(0, n);
       return;
@@ -48,7 +50,7 @@ class Pool {
     n_ = n;
     chunks_ = chunks;
     pending_.store(threads_ - 1);  // every worker acknowledges, so none lags a generation behind
-    generation_.fetch_add(1);  // publishes fn_, n_, chunks_ (seq_cst)
+    generation_.fetch_add(1);      // publishes fn_, n_, chunks_ (seq_cst)
     if (sleepers_.load() > 0) {
       std::lock_guard<std::mutex> lock(m_);
       cv_.notify_all();
@@ -70,7 +72,8 @@ class Pool {
     int n = static_cast<int>(std::thread::hardware_concurrency());
     if (const char* env = std::getenv("FLAXPP_NUM_THREADS")) n = std::atoi(env);
     threads_ = std::max(1, n);
-    if (const char* env = std::getenv("FLAXPP_SPIN_US")) spin_ = std::chrono::microseconds(std::max(0, std::atoi(env)));
+    if (const char* env = std::getenv("FLAXPP_SPIN_US"))
+      spin_ = std::chrono::microseconds(std::max(0, std::atoi(env)));
   }
   ~Pool() { stop_workers(); }
 
@@ -115,7 +118,9 @@ class Pool {
   void loop(int id, uint64_t seen) {
     t_in_parallel = true;
     for (;;) {
-      auto fresh = [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; };
+      auto fresh = [&] {
+        return stop_.load() || generation_.load(std::memory_order_acquire) != seen;
+      };
       if (!spin_until(fresh)) {
         std::unique_lock<std::mutex> lock(m_);
         sleepers_.fetch_add(1);

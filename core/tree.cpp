@@ -210,7 +210,8 @@ Tree merge_rec(const Tree& a, const Tree& b) {
   if (a.is_leaf() || b.is_leaf()) return b;
   std::vector<Tree::Item> items = a.items();
   for (const auto& [k, v] : b.items()) {
-    auto it = std::find_if(items.begin(), items.end(), [&key = k](const auto& x) { return x.first == key; });
+    auto it = std::find_if(items.begin(), items.end(),
+                           [&key = k](const auto& x) { return x.first == key; });
     if (it == items.end())
       items.emplace_back(k, v);
     else

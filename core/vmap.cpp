@@ -94,8 +94,7 @@ Array unmap_leaf(const Array& y, std::optional<int64_t> axis, int level, int64_t
   const prim::BatchPayload* b = prim::batched(y);
   bool mapped = b && b->level == level;
   if (!axis) {
-    if (mapped)
-      throw std::invalid_argument("vmap: out_axes is none for an output that is mapped");
+    if (mapped) throw std::invalid_argument("vmap: out_axes is none for an output that is mapped");
     return y;
   }
   int64_t nd = static_cast<int64_t>(y.ndim()) + 1;
@@ -114,8 +113,8 @@ Array unmap_leaf(const Array& y, std::optional<int64_t> axis, int level, int64_t
 void inconsistent(const std::vector<std::pair<int64_t, int64_t>>& sizes) {
   std::string msg = "vmap got inconsistent sizes for array axes to be mapped:";
   for (size_t i = 0; i < sizes.size(); ++i)
-    msg += (i ? ", " : " ") + std::string("axis ") + std::to_string(sizes[i].first) +
-           " of size " + std::to_string(sizes[i].second);
+    msg += (i ? ", " : " ") + std::string("axis ") + std::to_string(sizes[i].first) + " of size " +
+           std::to_string(sizes[i].second);
   throw std::invalid_argument(msg);
 }
 

@@ -103,7 +103,8 @@ auto call(const F& f, const std::vector<MapAxis>& in_axes, const std::vector<Map
   };
   auto wrapped = [&]<size_t... I>(std::index_sequence<I...>) {
     return std::make_tuple(wrap_arg(std::integral_constant<size_t, I>{}, args)...);
-  }(std::index_sequence_for<Args...>{});
+  }
+  (std::index_sequence_for<Args...>{});
   auto out = std::apply(f, wrapped);
   using Out = decltype(out);
   static_assert(DifferentiableType<Out>, "vmap: the function must return arrays");

@@ -68,8 +68,7 @@ std::shared_ptr<const MappedSource> MappedSource::open(const std::filesystem::pa
     throw std::invalid_argument("MappedSource: " + s->path_ +
                                 ": empty row shape or negative offset");
   int fd = ::open(s->path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    throw Error("MappedSource: cannot open " + s->path_ + ": " + std::strerror(errno));
+  if (fd < 0) throw Error("MappedSource: cannot open " + s->path_ + ": " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     int e = errno;
@@ -81,9 +80,9 @@ std::shared_ptr<const MappedSource> MappedSource::open(const std::filesystem::pa
   if (file_bytes < offset || (file_bytes - offset) % row_bytes != 0) {
     ::close(fd);
     throw Error("MappedSource: " + s->path_ + " has " + std::to_string(file_bytes) +
-                             " bytes: after the " + std::to_string(offset) +
-                             "-byte offset that is not a whole number of " +
-                             std::to_string(row_bytes) + "-byte rows");
+                " bytes: after the " + std::to_string(offset) +
+                "-byte offset that is not a whole number of " + std::to_string(row_bytes) +
+                "-byte rows");
   }
   s->rows_ = (file_bytes - offset) / row_bytes;
   if (file_bytes > 0) {

@@ -23,7 +23,8 @@ using namespace flaxpp;
 struct MLP : nn::Module<MLP> {
   std::vector<int64_t> features;
   Array operator()(nn::Scope& s, Array x) const {
-    for (size_t i = 0; i + 1 < features.size(); ++i) x = nn::relu(s(nn::Dense{.features = features[i]}, x));
+    for (size_t i = 0; i + 1 < features.size(); ++i)
+      x = nn::relu(s(nn::Dense{.features = features[i]}, x));
     return s(nn::Dense{.features = features.back()}, x);
   }
 };

@@ -34,5 +34,6 @@ int main() {
   params = tree_map([](const Array& p, const Array& g) { return p - 0.1f * g; }, params, grads);
 
   std::cout << "params: " << tree_shapes(params) << "\n"
-            << "loss before: " << value.item<float>() << ", after one step: " << loss(params).item<float>() << "\n";
+            << "loss before: " << value.item<float>()
+            << ", after one step: " << loss(params).item<float>() << "\n";
 }

@@ -49,10 +49,14 @@ int main() {
   Tree params = model.init(key2, x);
   Array y = model.apply(params, x);
   std::cout << "initialized parameters: " << params << "\n"
-            << "kernel:\n" << params.at("params/kernel").array() << "\n"
-            << "  notebook: [[ 0.6503669 ,  0.8678979 ,  0.46042678], ..., [-0.8243032 ,  0.4150194 ,  0.19405058]]\n"
-            << "output:\n" << y << "\n"
-            << "  notebook: [[ 0.50355184  1.8548559  -0.4270196 ] ... [ 0.52648634  1.2928859   0.10089307]]\n\n";
+            << "kernel:\n"
+            << params.at("params/kernel").array() << "\n"
+            << "  notebook: [[ 0.6503669 ,  0.8678979 ,  0.46042678], ..., [-0.8243032 ,  "
+               "0.4150194 ,  0.19405058]]\n"
+            << "output:\n"
+            << y << "\n"
+            << "  notebook: [[ 0.50355184  1.8548559  -0.4270196 ] ... [ 0.52648634  1.2928859   "
+               "0.10089307]]\n\n";
 
   // ---- the linear regression cell: 20 samples, 10 inputs, 5 outputs ----
   const int64_t n_samples = 20, x_dim = 10, y_dim = 5;
@@ -76,15 +80,19 @@ int main() {
   const float alpha = 0.3f;  // gradient step size
   auto step = [&] {
     auto [loss, grads] = value_and_grad(mse)(variables);
-    variables = tree_map([&](const Array& p, const Array& g) { return p - alpha * g; }, variables, grads);
+    variables =
+        tree_map([&](const Array& p, const Array& g) { return p - alpha * g; }, variables, grads);
     return loss.item<float>();
   };
-  const double notebook[] = {23.618902, 0.30728564, 0.06495677, 0.025215296, 0.015619493, 0.012849321,
-                             0.011984843, 0.011705536, 0.011613827, 0.011583473, 0.011573391};
-  std::printf("Loss for \"true\" W,b:  %-12.8g (notebook: 29.070158)\n", mse(true_params).item<float>());
+  const double notebook[] = {23.618902,   0.30728564,  0.06495677,  0.025215296,
+                             0.015619493, 0.012849321, 0.011984843, 0.011705536,
+                             0.011613827, 0.011583473, 0.011573391};
+  std::printf("Loss for \"true\" W,b:  %-12.8g (notebook: 29.070158)\n",
+              mse(true_params).item<float>());
   for (int i = 0; i <= 100; ++i) {
     float loss = step();
-    if (i % 10 == 0) std::printf("Loss step %3d:  %-12.8g (notebook: %.8g)\n", i, loss, notebook[i / 10]);
+    if (i % 10 == 0)
+      std::printf("Loss step %3d:  %-12.8g (notebook: %.8g)\n", i, loss, notebook[i / 10]);
   }
   // The notebook's next cell takes 101 more steps of the same update (flax.optim.GradientDescent).
   float first = step(), last = first;

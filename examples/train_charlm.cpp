@@ -51,10 +51,10 @@
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "data/loader.hpp"
-#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
 #include "optax/optax.hpp"
+#include "serialization/serialization.hpp"
 #include "training/train_state.hpp"
 
 using namespace flaxpp;
@@ -125,8 +125,7 @@ class WindowSource final : public data::Source {
   DType dtype() const override { return DType::int32; }
   void copy_rows(const int64_t* idx, int64_t n, void* out) const override {
     auto* o = static_cast<int32_t*>(out);
-    for (int64_t i = 0; i < n; ++i)
-      std::copy_n(ids_.data() + idx[i], shape_[0], o + i * shape_[0]);
+    for (int64_t i = 0; i < n; ++i) std::copy_n(ids_.data() + idx[i], shape_[0], o + i * shape_[0]);
   }
 
  private:
@@ -200,7 +199,10 @@ std::string sample(const models::gMLP& model, const Tree& params, const Vocab& v
 class Run {
  public:
   Run(const Config& cfg, examples::Distributed& dist)
-      : cfg_(cfg), dist_(dist), log_(dist.log()), rows_(dist.batch_rows(cfg.optim.batch)),
+      : cfg_(cfg),
+        dist_(dist),
+        log_(dist.log()),
+        rows_(dist.batch_rows(cfg.optim.batch)),
         tokens_per_step_(static_cast<double>(cfg.optim.batch * cfg.seq_len)) {}
 
   void load_data();
@@ -326,9 +328,8 @@ void Run::run_eval(int64_t windows) {
   char buf[200];
   std::snprintf(buf, sizeof buf,
                 "step %lld: val %.4f bits/char%s, train loss %.4f (%.3f bits/char)  [eval %.1fs]",
-                static_cast<long long>(state_.step), last_val_bpc_,
-                windows ? "" : " (whole split)", last_loss_, last_loss_ / ln2_,
-                examples::seconds_since(t0));
+                static_cast<long long>(state_.step), last_val_bpc_, windows ? "" : " (whole split)",
+                last_loss_, last_loss_ / ln2_, examples::seconds_since(t0));
   bar_->message(buf);
 }
 
@@ -339,8 +340,8 @@ void Run::train_step() {
   auto t0 = examples::Clock::now();
   data::Batch b = loader_->next();
   if (b.step != state_.step)
-    throw std::logic_error("the pipeline is at step " + std::to_string(b.step) +
-                           ", the state at " + std::to_string(state_.step));
+    throw std::logic_error("the pipeline is at step " + std::to_string(b.step) + ", the state at " +
+                           std::to_string(state_.step));
   auto [loss, grads] = value_and_grad(loss_fn)(state_.params, b.data["window"].array());
   Tree mean = dist_.pmean(Tree{{"grads", grads}, {"loss", loss}});
   state_ = state_.apply_gradients(mean["grads"]);
@@ -366,8 +367,8 @@ void Run::train_step() {
 void Run::train() {
   checkpoints_ = std::make_unique<examples::Checkpoints>(cfg_.run, dist_, resumed_at_);
   deadline_ = std::make_unique<examples::Deadline>(cfg_.run, dist_);
-  bar_ = std::make_unique<examples::ProgressBar>(cfg_.run.steps, cfg_.run.log_every,
-                                                 dist_.is_root());
+  bar_ =
+      std::make_unique<examples::ProgressBar>(cfg_.run.steps, cfg_.run.log_every, dist_.is_root());
   loop_start_ = examples::Clock::now();
   while (state_.step < cfg_.run.steps && !deadline_->reached(state_.step)) {
     train_step();

@@ -51,10 +51,10 @@
 #include "core/random.hpp"
 #include "data/augment.hpp"
 #include "data/loader.hpp"
-#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
 #include "optax/optax.hpp"
+#include "serialization/serialization.hpp"
 #include "training/train_state.hpp"
 
 using namespace flaxpp;
@@ -179,7 +179,9 @@ Tree augment(const Tree& batch, random::Key key) {
 class Run {
  public:
   Run(Config cfg, examples::Distributed& dist)
-      : cfg_(std::move(cfg)), dist_(dist), log_(dist.log()),
+      : cfg_(std::move(cfg)),
+        dist_(dist),
+        log_(dist.log()),
         rows_(dist.batch_rows(cfg_.optim.batch)) {}
 
   void load_data();
@@ -230,8 +232,7 @@ void Run::load_data() {
   if (cfg_.run.steps == 0) cfg_.run.steps = cfg_.epochs * steps_per_epoch_;
   log_ << "data: " << train_.size() << " training and " << test_.size() << " test images from "
        << cfg_.data_dir << "; " << steps_per_epoch_ << " steps per epoch, " << cfg_.run.steps
-       << " steps ("
-       << static_cast<double>(cfg_.run.steps) / static_cast<double>(steps_per_epoch_)
+       << " steps (" << static_cast<double>(cfg_.run.steps) / static_cast<double>(steps_per_epoch_)
        << " epochs)" << (cfg_.augment ? "; augmented (shift <= 2 px, flip)" : "") << "\n";
 }
 
@@ -267,8 +268,8 @@ void Run::build() {
   auto ds = data::Dataset()
                 .add("image", std::make_shared<ImageSource>(train_))
                 .add("label", std::make_shared<data::ArraySource>(Array::from(
-                                  {train_.size()},
-                                  std::vector<int32_t>(train_.labels.begin(), train_.labels.end()))));
+                                  {train_.size()}, std::vector<int32_t>(train_.labels.begin(),
+                                                                        train_.labels.end()))));
   data::LoaderOptions lo{.batch_size = o.batch,
                          .remainder = data::Remainder::drop,
                          .rank = dist_.rank(),
@@ -287,9 +288,8 @@ void Run::build() {
 }
 
 void Run::log_row(bool with_eval) {
-  double ips = window_seconds_ > 0
-                   ? static_cast<double>(cfg_.optim.batch * count_) / window_seconds_
-                   : 0;
+  double ips =
+      window_seconds_ > 0 ? static_cast<double>(cfg_.optim.batch * count_) / window_seconds_ : 0;
   auto avg = [&](double s) {
     return count_ ? std::optional(s / static_cast<double>(count_)) : std::nullopt;
   };
@@ -325,8 +325,8 @@ void Run::train_step() {
   auto t0 = examples::Clock::now();
   data::Batch b = loader_->next();
   if (b.step != state_.step)
-    throw std::logic_error("the pipeline is at step " + std::to_string(b.step) +
-                           ", the state at " + std::to_string(state_.step));
+    throw std::logic_error("the pipeline is at step " + std::to_string(b.step) + ", the state at " +
+                           std::to_string(state_.step));
   const Array &x = b.data["image"].array(), &y = b.data["label"].array();
   auto [loss, logits, grads] =
       value_and_grad(loss_fn, has_aux)(state_.params, x, y, dist_.rank_key(state_.step_rng()));
@@ -354,8 +354,8 @@ void Run::train_step() {
 void Run::train() {
   checkpoints_ = std::make_unique<examples::Checkpoints>(cfg_.run, dist_, resumed_at_);
   deadline_ = std::make_unique<examples::Deadline>(cfg_.run, dist_);
-  bar_ = std::make_unique<examples::ProgressBar>(cfg_.run.steps, cfg_.run.log_every,
-                                                 dist_.is_root());
+  bar_ =
+      std::make_unique<examples::ProgressBar>(cfg_.run.steps, cfg_.run.log_every, dist_.is_root());
   loop_start_ = examples::Clock::now();
   while (state_.step < cfg_.run.steps && !deadline_->reached(state_.step)) {
     train_step();

@@ -19,7 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const training::TrainState target = fuzz::train_state_target();
   static const Tree target_dict = target.state_dict();
   static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("flaxpp_fuzz_checkpoint_" + std::to_string(::getpid()));
+    fs::path d =
+        fs::temp_directory_path() / ("flaxpp_fuzz_checkpoint_" + std::to_string(::getpid()));
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
@@ -34,9 +35,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::check_like(target.params, s.params);
     fuzz::check_like(target.opt_state, s.opt_state);
     // The restored state must be usable: one optimizer step with zero gradients.
-    s.apply_gradients(tree_map([](const Array& p) { return Array::from_bytes(p.shape(), p.dtype(),
-                                                           std::vector<uint8_t>(p.nbytes()).data()); },
-                               s.params));
+    s.apply_gradients(tree_map(
+        [](const Array& p) {
+          return Array::from_bytes(p.shape(), p.dtype(), std::vector<uint8_t>(p.nbytes()).data());
+        },
+        s.params));
   } catch (const SerializationError&) {
   }
   try {

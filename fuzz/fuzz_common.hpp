@@ -10,9 +10,9 @@
 #include <cstdlib>
 
 #include "core/random.hpp"
-#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
 #include "optax/optax.hpp"
+#include "serialization/serialization.hpp"
 #include "training/train_state.hpp"
 
 namespace flaxpp::fuzz {
@@ -46,7 +46,8 @@ inline training::TrainState train_state_target() {
 
 // A restore that succeeded must have exactly the target's structure, shapes and dtypes.
 inline void check_like(const Tree& target, const Tree& got) {
-  if (!(tree_structure(target) == tree_structure(got))) die("restored structure differs from target");
+  if (!(tree_structure(target) == tree_structure(got)))
+    die("restored structure differs from target");
   auto a = flatten_dict(target), b = flatten_dict(got);
   if (a.size() != b.size()) die("restored leaf count differs from target");
   for (size_t i = 0; i < a.size(); ++i) {

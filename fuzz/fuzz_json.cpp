@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const SerializationError&) {
       again.clear();  // keys that are not valid UTF-8 cannot be written as JSON: fine
     }
-    if (!again.empty() && !tree_equal(t, from_json(again))) fuzz::die("JSON round trip changed the tree");
+    if (!again.empty() && !tree_equal(t, from_json(again)))
+      fuzz::die("JSON round trip changed the tree");
   } catch (const SerializationError&) {
   }
   for (bool allow_extra : {false, true}) {

@@ -16,7 +16,8 @@ namespace {
 
 const std::string& base_document() {
   static const std::string doc = [] {
-    Tree t{{"w", random::normal(random::PRNGKey(0), {54000, 4})}, {"b", Tree{{"x]", Array::vector({1})}}}};
+    Tree t{{"w", random::normal(random::PRNGKey(0), {54000, 4})},
+           {"b", Tree{{"x]", Array::vector({1})}}}};
     return to_json(t);
   }();
   return doc;
@@ -34,8 +35,9 @@ std::pair<bool, Tree> parse(const std::string& text) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const bool shown = (std::fprintf(stderr, "fuzz_json_big: base document of %zu bytes\n",
-                                          base_document().size()), true);
+  static const bool shown =
+      (std::fprintf(stderr, "fuzz_json_big: base document of %zu bytes\n", base_document().size()),
+       true);
   (void)shown;
   std::string doc = base_document();
   const size_t open = doc.find('['), close = doc.find("]]") + 1, mid = open + (close - open) / 2;
@@ -43,10 +45,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size_t off = (size_t{data[i + 1]} << 8) | data[i + 2];
     size_t at;
     switch (data[i] % 4) {
-      case 0: at = mid + off % 1024 - 512; break;           // around the split point
-      case 1: at = close - off % 256; break;                // the list's end
-      case 2: at = open + off % 256; break;                 // its start
-      default: at = (off * 73) % doc.size(); break;         // anywhere
+      case 0: at = mid + off % 1024 - 512; break;    // around the split point
+      case 1: at = close - off % 256; break;         // the list's end
+      case 2: at = open + off % 256; break;          // its start
+      default: at = (off * 73) % doc.size(); break;  // anywhere
     }
     if (at < doc.size()) doc[at] = static_cast<char>(data[i + 3]);
   }

@@ -16,8 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (char sep : {'.', '/'}) {
     try {
       Safetensors st = read_safetensors(bytes, sep);
-      Safetensors again =
-          read_safetensors(to_safetensors(st.tree, {.separator = sep, .metadata = st.metadata}), sep);
+      Safetensors again = read_safetensors(
+          to_safetensors(st.tree, {.separator = sep, .metadata = st.metadata}), sep);
       if (!tree_equal(st.tree, again.tree)) fuzz::die("safetensors round trip changed the tree");
       if (st.metadata != again.metadata) fuzz::die("safetensors round trip changed the metadata");
     } catch (const SerializationError&) {

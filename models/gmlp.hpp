@@ -51,7 +51,8 @@ struct SpatialGatingUnit : nn::Module<SpatialGatingUnit> {
   std::optional<int64_t> seq_len = std::nullopt;  // spatial projection when set
   bool causal = true;
   bool use_proj_out = true;  // gmlp_flax has a Dense inside the SGU; the paper (vision) does not
-  Array operator()(nn::Scope& s, const Array& x, const std::optional<Array>& gate_res = std::nullopt) const;
+  Array operator()(nn::Scope& s, const Array& x,
+                   const std::optional<Array>& gate_res = std::nullopt) const;
 };
 
 struct gMLPBlock : nn::Module<gMLPBlock> {
@@ -70,7 +71,7 @@ struct gMLP : nn::Module<gMLP> {
   int64_t ff_mult = 4;
   std::optional<int64_t> attn_dim = std::nullopt;
   std::optional<int64_t> seq_len = std::nullopt;  // extension: spatial gating
-  bool causal = true;                              // extension: causal spatial gating/attention
+  bool causal = true;                             // extension: causal spatial gating/attention
 
   Array operator()(nn::Scope& s, const Array& tokens) const;
 };

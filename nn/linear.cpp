@@ -1,19 +1,19 @@
 #include "nn/linear.hpp"
 
-#include "core/ops.hpp"
-#include "core/ops_fused.hpp"
-
 #include <algorithm>
 #include <map>
 #include <stdexcept>
+
+#include "core/ops.hpp"
+#include "core/ops_fused.hpp"
 
 namespace flaxpp::nn {
 
 Array Dense::operator()(Scope& s, const Array& x) const {
   if (features <= 0) s.fail("features must be positive, got " + std::to_string(features));
   if (!x.is_float() || x.ndim() == 0)
-    s.fail(std::string("expected a float32 input of rank >= 1, got ") + dtype_name(x.dtype()) + " " +
-           to_string(x.shape()));
+    s.fail(std::string("expected a float32 input of rank >= 1, got ") + dtype_name(x.dtype()) +
+           " " + to_string(x.shape()));
   Array kernel = s.param("kernel", kernel_init, {x.shape().back(), features});
   std::optional<Array> bias;
   if (use_bias) bias = s.param("bias", bias_init, {features});
@@ -270,8 +270,8 @@ Array Einsum::operator()(Scope& s, const Array& x,
 
 Array Embed::embedding(Scope& s) const {
   if (num_embeddings <= 0 || features <= 0)
-    s.fail("num_embeddings and features must be positive, got " + std::to_string(num_embeddings) + " and " +
-           std::to_string(features));
+    s.fail("num_embeddings and features must be positive, got " + std::to_string(num_embeddings) +
+           " and " + std::to_string(features));
   return s.param("embedding", embedding_init, {num_embeddings, features});
 }
 
@@ -286,7 +286,8 @@ Array Embed::operator()(Scope& s, const Array& ids) const {
     if (p[i] < -num_embeddings || p[i] >= num_embeddings)
       s.fail("token id " + std::to_string(p[i]) + " at flat position " + std::to_string(i) +
              " is out of range for num_embeddings = " + std::to_string(num_embeddings) +
-             " (valid: [-" + std::to_string(num_embeddings) + ", " + std::to_string(num_embeddings) + "))");
+             " (valid: [-" + std::to_string(num_embeddings) + ", " +
+             std::to_string(num_embeddings) + "))");
   return jnp::take(table, idx, 0);
 }
 

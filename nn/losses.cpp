@@ -8,8 +8,8 @@ namespace flaxpp::optax {
 
 Array softmax_cross_entropy(const Array& logits, const Array& labels) {
   if (logits.shape() != labels.shape())
-    throw std::invalid_argument("softmax_cross_entropy: logits " + to_string(logits.shape()) + " and labels " +
-                                to_string(labels.shape()) + " differ");
+    throw std::invalid_argument("softmax_cross_entropy: logits " + to_string(logits.shape()) +
+                                " and labels " + to_string(labels.shape()) + " differ");
   return -jnp::sum(labels * jnp::log_softmax(logits, -1), {-1});
 }
 

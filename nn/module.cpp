@@ -29,7 +29,7 @@ struct Context {
   Compat compat = Compat::current;
   Rngs rngs;
   std::optional<std::set<std::string>> mutable_cols;  // nullopt: every collection (init)
-  std::unordered_map<std::string, Array> existing;     // "collection/path/name" -> value
+  std::unordered_map<std::string, Array> existing;    // "collection/path/name" -> value
   std::vector<std::pair<std::string, Array>> existing_order;
   std::vector<std::pair<std::string, Array>> written;  // insertion order
   std::unordered_map<std::string, size_t> written_index;
@@ -72,7 +72,6 @@ std::string var_key(const std::string& collection, const Frame& f, const std::st
   return k + name;
 }
 
-
 }  // namespace
 
 bool is_tabulating(const Context* ctx) { return ctx->tabulate; }
@@ -84,8 +83,8 @@ struct RunAccess {
   static void end(Scope& s, size_t row, std::string out) { s.end_call(row, std::move(out)); }
 };
 
-RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options, Mode mode,
-              const std::function<std::string(Scope&)>& body) {
+RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options,
+              Mode mode, const std::function<std::string(Scope&)>& body) {
   const bool initializing = mode == Mode::init;
   Context ctx;
   ctx.initializing = initializing;
@@ -94,10 +93,13 @@ RunResult run(const std::string& root_type, const Tree* variables, const RunOpti
   ctx.tabulate = options.tabulate;
   if (!initializing) ctx.mutable_cols = std::set<std::string>();
   if (options.mutable_collections)
-    ctx.mutable_cols = std::set<std::string>(options.mutable_collections->begin(), options.mutable_collections->end());
+    ctx.mutable_cols = std::set<std::string>(options.mutable_collections->begin(),
+                                             options.mutable_collections->end());
   if (variables) {
     if (variables->is_leaf())
-      throw ModuleError(root_type + ": variables must be a dict of collections like {\"params\": ...}, got an array");
+      throw ModuleError(
+          root_type +
+          ": variables must be a dict of collections like {\"params\": ...}, got an array");
     for (auto& [path, value] : flatten_dict(*variables)) {
       ctx.existing.emplace(path, value);
       ctx.existing_order.emplace_back(path, value);
@@ -157,14 +159,16 @@ bool Scope::has_rng(const std::string& stream) const { return ctx_->rngs.count(s
 random::Key Scope::make_rng(const std::string& stream) {
   auto it = ctx_->rngs.find(stream);
   if (it == ctx_->rngs.end())
-    fail("needs the rng stream '" + stream + "', which was not provided (pass nn::Rngs{{\"" + stream +
-         "\", key}} to " + (ctx_->initializing ? "init" : "apply") + ")");
+    fail("needs the rng stream '" + stream + "', which was not provided (pass nn::Rngs{{\"" +
+         stream + "\", key}} to " + (ctx_->initializing ? "init" : "apply") + ")");
   uint32_t counter = ++frame_->rng_counters[stream];
   return derive_key(ctx_->compat, it->second, frame_->path, counter);
 }
 
-Array Scope::param(const std::string& name, const Initializer& init, const Shape& shape, DType dtype) {
-  if (name.empty() || name.find('/') != std::string::npos) fail("invalid parameter name '" + name + "'");
+Array Scope::param(const std::string& name, const Initializer& init, const Shape& shape,
+                   DType dtype) {
+  if (name.empty() || name.find('/') != std::string::npos)
+    fail("invalid parameter name '" + name + "'");
   if (!frame_->used.insert(name).second) fail("name '" + name + "' is used twice in this module");
   std::string key = detail::var_key("params", *frame_, name);
   auto check = [&](const Array& v, const char* where_from) {
@@ -178,7 +182,8 @@ Array Scope::param(const std::string& name, const Initializer& init, const Shape
   };
   if (auto it = ctx_->written_index.find(key); it != ctx_->written_index.end())
     return check(ctx_->written[it->second].second, "variables");
-  if (auto it = ctx_->existing.find(key); it != ctx_->existing.end()) return check(it->second, "variables");
+  if (auto it = ctx_->existing.find(key); it != ctx_->existing.end())
+    return check(it->second, "variables");
   if (!ctx_->is_mutable("params"))
     fail("parameter '" + name + "' is missing from the variables (expected at '" + key + "')");
   Array value = init(make_rng("params"), shape, dtype);
@@ -187,10 +192,12 @@ Array Scope::param(const std::string& name, const Initializer& init, const Shape
   return value;
 }
 
-Array Scope::variable(const std::string& collection, const std::string& name, const std::function<Array()>& init) {
+Array Scope::variable(const std::string& collection, const std::string& name,
+                      const std::function<Array()>& init) {
   if (!frame_->used.insert(name).second) fail("name '" + name + "' is used twice in this module");
   std::string key = detail::var_key(collection, *frame_, name);
-  if (auto it = ctx_->written_index.find(key); it != ctx_->written_index.end()) return ctx_->written[it->second].second;
+  if (auto it = ctx_->written_index.find(key); it != ctx_->written_index.end())
+    return ctx_->written[it->second].second;
   if (auto it = ctx_->existing.find(key); it != ctx_->existing.end()) return it->second;
   if (!ctx_->is_mutable(collection))
     fail("variable '" + key + "' is missing and collection '" + collection + "' is not mutable");
@@ -204,10 +211,11 @@ bool Scope::has_variable(const std::string& collection, const std::string& name)
   return ctx_->written_index.count(key) || ctx_->existing.count(key);
 }
 
-void Scope::put_variable(const std::string& collection, const std::string& name, const Array& value) {
+void Scope::put_variable(const std::string& collection, const std::string& name,
+                         const Array& value) {
   if (!ctx_->is_mutable(collection))
-    fail("cannot write '" + name + "': collection '" + collection + "' is not mutable (pass nn::Mutable{\"" +
-         collection + "\"} to apply)");
+    fail("cannot write '" + name + "': collection '" + collection +
+         "' is not mutable (pass nn::Mutable{\"" + collection + "\"} to apply)");
   ctx_->write(detail::var_key(collection, *frame_, name), value);
 }
 
@@ -217,7 +225,8 @@ std::string Scope::autoname(const std::string& type_name) {
 }
 
 detail::Frame* Scope::open_child(const std::string& name, const std::string& type_name) {
-  if (name.empty() || name.find('/') != std::string::npos) fail("invalid submodule name '" + name + "'");
+  if (name.empty() || name.find('/') != std::string::npos)
+    fail("invalid submodule name '" + name + "'");
   if (!frame_->used.insert(name).second) fail("name '" + name + "' is used twice in this module");
   auto& slot = frame_->children[name];
   if (!slot) {

@@ -165,7 +165,8 @@ class Bound {
   template <class Body, class... A>
   auto invoke(Body body, const A&... args) const {
     Scope child(ctx_, frame_);
-    size_t row = child.begin_call(frame_, tabulating() ? detail::describe_all(args...) : std::string());
+    size_t row =
+        child.begin_call(frame_, tabulating() ? detail::describe_all(args...) : std::string());
     auto out = body(child);
     child.end_call(row, tabulating() ? detail::describe(out) : std::string());
     return out;
@@ -211,8 +212,8 @@ struct RunResult {
 // Whether a run creates variables (Flax's init) or reads them (apply).
 enum class Mode { init, apply };
 // `body` runs the root module and returns tabulate's description of its output.
-RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options, Mode mode,
-              const std::function<std::string(Scope&)>& body);
+RunResult run(const std::string& root_type, const Tree* variables, const RunOptions& options,
+              Mode mode, const std::function<std::string(Scope&)>& body);
 
 template <class T>
 constexpr bool is_option_v = std::is_same_v<T, Rngs> || std::is_same_v<T, random::Key> ||
@@ -287,7 +288,8 @@ struct Module {
     opts.rngs = rngs;
     opts.tabulate = true;
     auto inputs = detail::split_args(opts, args...);
-    opts.root_inputs = std::apply([](const auto&... in) { return detail::describe_all(in...); }, inputs);
+    opts.root_inputs =
+        std::apply([](const auto&... in) { return detail::describe_all(in...); }, inputs);
     return run_root(nullptr, detail::Mode::init, opts, call_operator(), inputs).second.table;
   }
 
@@ -308,9 +310,11 @@ struct Module {
   // The one body of init, apply and tabulate: runs `target(root_scope, inputs...)` and returns
   // {its output, the run's result}.
   template <class Target, class Inputs>
-  auto run_root(const Tree* variables, detail::Mode mode, const RunOptions& opts, const Target& target,
-                const Inputs& inputs) const {
-    auto call = [&](Scope& s) { return std::apply([&](const auto&... in) { return target(s, in...); }, inputs); };
+  auto run_root(const Tree* variables, detail::Mode mode, const RunOptions& opts,
+                const Target& target, const Inputs& inputs) const {
+    auto call = [&](Scope& s) {
+      return std::apply([&](const auto&... in) { return target(s, in...); }, inputs);
+    };
     using Out = std::invoke_result_t<decltype(call)&, Scope&>;
     std::optional<Out> out;
     auto result = detail::run(detail::type_name_of(self()), variables, opts, mode, [&](Scope& s) {
@@ -344,11 +348,12 @@ struct Module {
 class AnyModule : public Module<AnyModule> {
  public:
   template <class M>
-    requires(!std::is_same_v<std::remove_cvref_t<M>, AnyModule> &&
-             std::is_invocable_r_v<Array, const M&, Scope&, const Array&>)
-  AnyModule(M module)  // NOLINT: implicit, so {Dense{...}, LayerNorm{}} builds a list
+  requires(!std::is_same_v<std::remove_cvref_t<M>, AnyModule> &&
+           std::is_invocable_r_v<Array, const M&, Scope&, const Array&>)
+      AnyModule(M module)  // NOLINT: implicit, so {Dense{...}, LayerNorm{}} builds a list
       : name_(detail::type_name_of(module)),
-        fn_(std::make_shared<Fn>([m = std::move(module)](Scope& s, const Array& x) -> Array { return m(s, x); })) {}
+        fn_(std::make_shared<Fn>(
+            [m = std::move(module)](Scope& s, const Array& x) -> Array { return m(s, x); })) {}
   AnyModule(Array (*function)(const Array&))  // NOLINT: a plain function such as nn::relu
       : name_("function"), plain_(function) {}
 

@@ -19,7 +19,8 @@ Compat compat_from_name(const std::string& name) {
   if (name == "current") return Compat::current;
   if (name == "2024") return Compat::v2024;
   if (name == "2021") return Compat::v2021;
-  throw std::invalid_argument("unknown compatibility profile '" + name + "' (expected current, 2024 or 2021)");
+  throw std::invalid_argument("unknown compatibility profile '" + name +
+                              "' (expected current, 2024 or 2021)");
 }
 
 random::BitsMode bits_mode_of(Compat c) {
@@ -50,10 +51,14 @@ std::array<uint8_t, 20> sha1(std::string_view data) {
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
     for (int i = 0; i < 80; ++i) {
       uint32_t f, k;
-      if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999u;
-      else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1u;
-      else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDCu;
-      else f = b ^ c ^ d, k = 0xCA62C1D6u;
+      if (i < 20)
+        f = (b & c) | (~b & d), k = 0x5A827999u;
+      else if (i < 40)
+        f = b ^ c ^ d, k = 0x6ED9EBA1u;
+      else if (i < 60)
+        f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDCu;
+      else
+        f = b ^ c ^ d, k = 0xCA62C1D6u;
       uint32_t t = rotl(a, 5) + f + e + k + w[i];
       e = d, d = c, c = rotl(b, 30), b = a, a = t;
     }
@@ -70,7 +75,8 @@ uint32_t sha1_prefix32(std::string_view data) {
   return (uint32_t(d[0]) << 24) | (uint32_t(d[1]) << 16) | (uint32_t(d[2]) << 8) | d[3];
 }
 
-random::Key derive_key(Compat compat, random::Key root, const std::vector<std::string>& path, uint32_t counter) {
+random::Key derive_key(Compat compat, random::Key root, const std::vector<std::string>& path,
+                       uint32_t counter) {
   if (compat == Compat::v2021) {
     random::Key k = root;
     for (const auto& name : path) k = random::fold_in(k, sha1_prefix32(name));

@@ -26,7 +26,7 @@ namespace flaxpp::nn {
 
 enum class Compat { current, v2024, v2021 };
 
-const char* compat_name(Compat c);     // "current", "2024", "2021"
+const char* compat_name(Compat c);                 // "current", "2024", "2021"
 Compat compat_from_name(const std::string& name);  // throws std::invalid_argument
 // The JAX bit-generation mode a profile implies.
 random::BitsMode bits_mode_of(Compat c);

@@ -14,7 +14,8 @@ Array Dropout::operator()(Scope& s, const Array& x, std::optional<bool> det_arg)
   if (rate == 1) return jnp::zeros_like(x);
   float keep = static_cast<float>(1.0 - rate);
   Shape mask_shape = x.shape();
-  for (int64_t d : broadcast_dims) mask_shape[normalize_axis(d, x.ndim(), "Dropout.broadcast_dims")] = 1;
+  for (int64_t d : broadcast_dims)
+    mask_shape[normalize_axis(d, x.ndim(), "Dropout.broadcast_dims")] = 1;
   Array mask = random::bernoulli(s.make_rng("dropout"), keep, mask_shape);
   return jnp::where(jnp::broadcast_to(mask, x.shape()), x / keep, Array(0.f));
 }

@@ -21,7 +21,8 @@ struct Dropout : Module<Dropout> {
   std::vector<int64_t> broadcast_dims = {};
   std::optional<bool> deterministic = std::nullopt;
 
-  Array operator()(Scope& s, const Array& x, std::optional<bool> deterministic = std::nullopt) const;
+  Array operator()(Scope& s, const Array& x,
+                   std::optional<bool> deterministic = std::nullopt) const;
 };
 
 }  // namespace flaxpp::nn

@@ -172,8 +172,8 @@ std::string summary_table(const std::string& root_type, const std::vector<Summar
     }
     rows.push_back({join(r.path), r.type_name, r.inputs, r.outputs, params});
   }
-  return render_table(root_type + " Summary", {"path", "module", "inputs", "outputs", "params"}, rows,
-                      {"", "", "", "Total", size_and_bytes(total_count, total_bytes)},
+  return render_table(root_type + " Summary", {"path", "module", "inputs", "outputs", "params"},
+                      rows, {"", "", "", "Total", size_and_bytes(total_count, total_bytes)},
                       "Total Parameters: " + size_and_bytes(total_count, total_bytes));
 }
 

@@ -12,7 +12,6 @@
 // the file, the JSON, each entry's fields, each tensor's byte count against its dtype and shape
 // (overflow-checked), the ranges against each other (no overlap, no gap, starting at 0) and the
 // last range against the end of the file.
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <sys/mman.h>
 
 #include "serialization/serialization.hpp"
 
@@ -59,7 +59,8 @@ constexpr DtypeInfo kDtypes[] = {
 size_t rank_of(DType d) {
   for (size_t i = 0; i < std::size(kDtypes); ++i)
     if (kDtypes[i].supported && kDtypes[i].dtype == d) return i;
-  throw SerializationError(std::string("to_safetensors: no safetensors dtype for ") + dtype_name(d));
+  throw SerializationError(std::string("to_safetensors: no safetensors dtype for ") +
+                           dtype_name(d));
 }
 
 std::string supported_names() {
@@ -69,7 +70,9 @@ std::string supported_names() {
   return s;
 }
 
-[[noreturn]] void fail(const std::string& msg) { throw SerializationError("from_safetensors: " + msg); }
+[[noreturn]] void fail(const std::string& msg) {
+  throw SerializationError("from_safetensors: " + msg);
+}
 
 std::string range(uint64_t begin, uint64_t end) {
   return "[" + std::to_string(begin) + ", " + std::to_string(end) + ")";
@@ -98,8 +101,9 @@ std::vector<Entry> entries_of(const Tree& tree, char separator) {
       size_t slash = path.find('/', start);
       std::string key = path.substr(start, slash == std::string::npos ? slash : slash - start);
       if (key.find(separator) != std::string::npos)
-        throw SerializationError("to_safetensors: " + path + ": key '" + key + "' contains the separator '" +
-                                 sep + "' (choose another with SafetensorsOptions::separator)");
+        throw SerializationError("to_safetensors: " + path + ": key '" + key +
+                                 "' contains the separator '" + sep +
+                                 "' (choose another with SafetensorsOptions::separator)");
       name += (name.empty() ? "" : sep) + key;
       if (slash == std::string::npos) break;
       start = slash + 1;
@@ -149,7 +153,8 @@ void write_safetensors(const Tree& tree, const ByteSink& sink, const Safetensors
 
 std::vector<uint8_t> to_safetensors(const Tree& tree, const SafetensorsOptions& opts) {
   std::vector<uint8_t> out;
-  write_safetensors(tree, [&](const char* p, size_t n) { out.insert(out.end(), p, p + n); }, opts);
+  write_safetensors(
+      tree, [&](const char* p, size_t n) { out.insert(out.end(), p, p + n); }, opts);
   return out;
 }
 
@@ -160,12 +165,13 @@ namespace detail {
 Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, bool release_pages) {
   const uint64_t size = bytes.size();
   if (size < 8)
-    fail("truncated input: " + std::to_string(size) + " bytes, but the header length alone takes 8");
+    fail("truncated input: " + std::to_string(size) +
+         " bytes, but the header length alone takes 8");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= uint64_t{bytes[i]} << (8 * i);
   if (n > kMaxHeader)
-    fail("the header length " + std::to_string(n) + " exceeds the limit of " + std::to_string(kMaxHeader) +
-         " bytes");
+    fail("the header length " + std::to_string(n) + " exceeds the limit of " +
+         std::to_string(kMaxHeader) + " bytes");
   if (n > size - 8)
     fail("truncated input: the header length is " + std::to_string(n) + " bytes, but only " +
          std::to_string(size - 8) + " follow it");
@@ -206,7 +212,8 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
   };
   for (const auto& [name, entry] : header.items()) {
     if (name == "__metadata__") {
-      if (!entry.is_object()) fail("__metadata__ must be an object of strings, got " + entry.dump());
+      if (!entry.is_object())
+        fail("__metadata__ must be an object of strings, got " + entry.dump());
       for (const auto& [k, v] : entry.items()) {
         if (!v.is_string()) fail("__metadata__: '" + k + "' must be a string, got " + v.dump());
         out.metadata[k] = v.get<std::string>();
@@ -223,11 +230,13 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
       if (dt.is_string() && dt.get<std::string>() == d.name) info = &d;
     if (!info) fail(where + ": unknown dtype " + dt.dump());
     if (!info->supported)
-      fail(where + ": dtype " + info->name + " is not supported (flaxpp reads " + supported_names() + ")");
+      fail(where + ": dtype " + info->name + " is not supported (flaxpp reads " +
+           supported_names() + ")");
     const json& sh = entry["shape"];
     if (!sh.is_array()) fail(where + ": shape must be a list, got " + sh.dump());
     if (sh.size() > kMaxRank)
-      fail(where + ": rank " + std::to_string(sh.size()) + " exceeds the limit of " + std::to_string(kMaxRank));
+      fail(where + ": rank " + std::to_string(sh.size()) + " exceeds the limit of " +
+           std::to_string(kMaxRank));
     Shape shape;
     uint64_t count = 1;
     bool overflow = false;
@@ -247,8 +256,9 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
              end = non_negative(off[1], where + ": data_offsets");
     if (end < begin) fail(where + ": data_offsets " + off.dump() + " end before they begin");
     if (end - begin != count * info->size)
-      fail(where + ": data_offsets " + off.dump() + " hold " + std::to_string(end - begin) + " bytes, but " +
-           info->name + " " + sh.dump() + " needs " + std::to_string(count * info->size));
+      fail(where + ": data_offsets " + off.dump() + " hold " + std::to_string(end - begin) +
+           " bytes, but " + info->name + " " + sh.dump() + " needs " +
+           std::to_string(count * info->size));
     infos.push_back({name, info->dtype, info->size, std::move(shape), begin, end});
   }
   // The ranges, in order, must tile the data exactly.
@@ -258,8 +268,8 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
   uint64_t expect = 0;
   for (size_t i = 0; i < infos.size(); ++i) {
     const Info& t = infos[i];
-    const std::string at = "tensor '" + t.name + "' (bytes " + range(data_start + t.begin, data_start + t.end) +
-                           " of the file)";
+    const std::string at = "tensor '" + t.name + "' (bytes " +
+                           range(data_start + t.begin, data_start + t.end) + " of the file)";
     if (t.begin < expect)
       fail(at + " overlaps tensor '" + infos[i - 1].name + "' (bytes " +
            range(data_start + infos[i - 1].begin, data_start + infos[i - 1].end) + ")");
@@ -269,7 +279,8 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
   }
   if (expect != data_size)
     fail("the tensors end at byte " + std::to_string(data_start + expect) + ", but the file has " +
-         std::to_string(size) + " bytes" + (expect > data_size ? " (truncated input)" : " (trailing bytes)"));
+         std::to_string(size) + " bytes" +
+         (expect > data_size ? " (truncated input)" : " (trailing bytes)"));
 
   // Copy each tensor out; a file mapping's pages are given back as soon as they are copied, so
   // loading needs the tree's size in memory, not twice it.
@@ -280,8 +291,8 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
     if (t.dtype == DType::bool_)
       for (uint64_t i = 0; i < t.end - t.begin; ++i)
         if (src[i] > 1)
-          fail("tensor '" + t.name + "': BOOL byte " + std::to_string(data_start + t.begin + i) + " is " +
-               std::to_string(src[i]) + ", not 0 or 1");
+          fail("tensor '" + t.name + "': BOOL byte " + std::to_string(data_start + t.begin + i) +
+               " is " + std::to_string(src[i]) + ", not 0 or 1");
     if (!release_pages || page <= 0) {
       flat.emplace_back(t.name, Array::from_bytes(t.shape, t.dtype, src));
       continue;
@@ -308,7 +319,8 @@ Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator, boo
       size_t at = name.find(separator, start);
       std::string key = name.substr(start, at == std::string::npos ? at : at - start);
       if (key.empty())
-        fail("tensor '" + name + "': an empty key between separators '" + std::string(1, separator) + "'");
+        fail("tensor '" + name + "': an empty key between separators '" +
+             std::string(1, separator) + "'");
       if (key.find('/') != std::string::npos && separator != '/')
         fail("tensor '" + name + "': key '" + key + "' contains '/' (tree paths use '/')");
       path += (path.empty() ? "" : "/") + key;
@@ -335,8 +347,8 @@ Tree from_safetensors(std::span<const uint8_t> bytes, char separator) {
   return detail::read_safetensors(bytes, separator, false).tree;
 }
 
-Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes, const RestoreOptions& opts,
-                      char separator) {
+Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes,
+                      const RestoreOptions& opts, char separator) {
   return from_state_dict(target, from_safetensors(bytes, separator), opts);
 }
 

@@ -12,11 +12,10 @@
 #include <random>
 
 #include <nlohmann/json.hpp>
-
-#include "serialization/checksum.hpp"
-
 #include <sys/mman.h>
 #include <sys/stat.h>
+
+#include "serialization/checksum.hpp"
 
 namespace flaxpp {
 
@@ -356,7 +355,8 @@ class FileBytes {
     struct stat st {};
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
       size_ = static_cast<size_t>(st.st_size);
-      void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
+      void* p =
+          ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | (populate ? MAP_POPULATE : 0), fd, 0);
       if (p != MAP_FAILED) {
         map_ = p;
         ::close(fd);
@@ -407,8 +407,7 @@ Meta read_meta(const std::filesystem::path& path) {
   meta.present = true;
   FileBytes file(mp);
   auto bad = [&](const std::string& why) {
-    throw SerializationError("load: " + path.string() + ": its sidecar " + mp.string() + " " +
-                             why);
+    throw SerializationError("load: " + path.string() + ": its sidecar " + mp.string() + " " + why);
   };
   nlohmann::json m;
   try {
@@ -443,8 +442,8 @@ std::string mismatch(const Meta& meta, std::string_view data) {
   if (!meta.has_checksum) return "";
   std::string crc = hex32(crc32c(data.data(), data.size()));
   if (crc != meta.crc32c)
-    return "checksum mismatch: the file's CRC32C is " + crc + ", its sidecar says " +
-           meta.crc32c + " (the file is corrupt)";
+    return "checksum mismatch: the file's CRC32C is " + crc + ", its sidecar says " + meta.crc32c +
+           " (the file is corrupt)";
   return "";
 }
 
@@ -488,8 +487,8 @@ Safetensors load_safetensors(const std::filesystem::path& path, char separator) 
     file.release();
   }
   try {
-    return detail::read_safetensors({reinterpret_cast<const uint8_t*>(data.data()), data.size()}, separator,
-                                    file.mapped());
+    return detail::read_safetensors({reinterpret_cast<const uint8_t*>(data.data()), data.size()},
+                                    separator, file.mapped());
   } catch (const SerializationError& e) {
     io_error("load", path, e.what(), 0);
   }

@@ -140,8 +140,8 @@ std::vector<uint8_t> to_safetensors(const Tree& tree, const SafetensorsOptions& 
 void write_safetensors(const Tree& tree, const ByteSink& sink, const SafetensorsOptions& opts = {});
 Safetensors read_safetensors(std::span<const uint8_t> bytes, char separator = '.');
 Tree from_safetensors(std::span<const uint8_t> bytes, char separator = '.');
-Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes, const RestoreOptions& opts = {},
-                      char separator = '.');
+Tree from_safetensors(const Tree& target, std::span<const uint8_t> bytes,
+                      const RestoreOptions& opts = {}, char separator = '.');
 // A file with its metadata; the file is memory-mapped and each tensor's pages are released once
 // copied, so loading needs about the tree's size in memory.
 Safetensors load_safetensors(const std::filesystem::path& path, char separator = '.');

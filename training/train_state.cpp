@@ -32,17 +32,19 @@ TrainState TrainState::apply_gradients(const Tree& grads) const {
   TrainState next = *this;
   next.params = optax::apply_updates(params, updates);
   next.opt_state = std::move(new_opt);
-  if (ema_decay) next.ema_params = optax::incremental_update(next.params, ema_params, 1 - *ema_decay);
+  if (ema_decay)
+    next.ema_params = optax::incremental_update(next.params, ema_params, 1 - *ema_decay);
   next.step = step + 1;
   return next;
 }
 
-random::Key TrainState::step_rng() const { return random::fold_in(rng, static_cast<uint32_t>(step)); }
+random::Key TrainState::step_rng() const {
+  return random::fold_in(rng, static_cast<uint32_t>(step));
+}
 
 Tree TrainState::state_dict() const {
-  std::vector<Tree::Item> items{{"step", Array(static_cast<int32_t>(step))},
-                                {"params", params},
-                                {"opt_state", opt_state}};
+  std::vector<Tree::Item> items{
+      {"step", Array(static_cast<int32_t>(step))}, {"params", params}, {"opt_state", opt_state}};
   if (ema_decay) items.emplace_back("ema_params", ema_params);
   items.emplace_back("rng", random::key_data(rng));
   return Tree::dict(std::move(items));
@@ -60,7 +62,8 @@ TrainState TrainState::with_state_dict(const Tree& sd) const {
   return s;
 }
 
-std::filesystem::path checkpoint_path(const std::filesystem::path& dir, int64_t step, const std::string& prefix) {
+std::filesystem::path checkpoint_path(const std::filesystem::path& dir, int64_t step,
+                                      const std::string& prefix) {
   return dir / (prefix + std::to_string(step) + ".msgpack");
 }
 
@@ -72,9 +75,12 @@ std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir, const st
     std::string name = e.path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;
     const std::string ext = ".msgpack";
-    if (name.size() < prefix.size() + ext.size() || name.compare(name.size() - ext.size(), ext.size(), ext) != 0) continue;
+    if (name.size() < prefix.size() + ext.size() ||
+        name.compare(name.size() - ext.size(), ext.size(), ext) != 0)
+      continue;
     std::string rest = name.substr(prefix.size(), name.size() - prefix.size() - ext.size());
-    if (rest.empty() || !std::all_of(rest.begin(), rest.end(), ::isdigit)) continue;  // skips temp files
+    if (rest.empty() || !std::all_of(rest.begin(), rest.end(), ::isdigit))
+      continue;  // skips temp files
     int64_t step = 0;
     auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), step);
     if (ec != std::errc() || end != rest.data() + rest.size())
@@ -86,11 +92,13 @@ std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir, const st
   return steps;
 }
 
-std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const TrainState& state, int64_t step, int keep,
-                                      const std::string& prefix) {
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const TrainState& state,
+                                      int64_t step, int keep, const std::string& prefix) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw SerializationError("save_checkpoint: cannot create directory " + dir.string() + ": " + ec.message());
+  if (ec)
+    throw SerializationError("save_checkpoint: cannot create directory " + dir.string() + ": " +
+                             ec.message());
   auto path = checkpoint_path(dir, step, prefix);
   save(path, state.state_dict(), SaveOptions{.checksum = true});
   if (keep > 0) {
@@ -105,30 +113,35 @@ std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const Tr
   return path;
 }
 
-TrainState restore_checkpoint(const std::filesystem::path& dir, const TrainState& target, std::optional<int64_t> step,
-                              const std::string& prefix) {
+TrainState restore_checkpoint(const std::filesystem::path& dir, const TrainState& target,
+                              std::optional<int64_t> step, const std::string& prefix) {
   if (!step) {
     auto steps = checkpoint_steps(dir, prefix);
-    if (steps.empty()) throw SerializationError("restore_checkpoint: no " + prefix + "<step>.msgpack file in " + dir.string());
+    if (steps.empty())
+      throw SerializationError("restore_checkpoint: no " + prefix + "<step>.msgpack file in " +
+                               dir.string());
     step = steps.back();
   }
   auto path = checkpoint_path(dir, *step, prefix);
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) {
     std::string have;
-    for (int64_t s : checkpoint_steps(dir, prefix)) have += (have.empty() ? "" : ", ") + std::to_string(s);
-    throw SerializationError("restore_checkpoint: no " + path.string() + " (steps in " + dir.string() + ": " +
-                             (have.empty() ? "none" : have) + ")");
+    for (int64_t s : checkpoint_steps(dir, prefix))
+      have += (have.empty() ? "" : ", ") + std::to_string(s);
+    throw SerializationError("restore_checkpoint: no " + path.string() + " (steps in " +
+                             dir.string() + ": " + (have.empty() ? "none" : have) + ")");
   }
   Tree sd = load(path, target.state_dict());
   return target.with_state_dict(sd);
 }
 
-TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainState& target, RestoreReport& report,
-                                const std::string& prefix) {
+TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainState& target,
+                                RestoreReport& report, const std::string& prefix) {
   report = {};
   auto steps = checkpoint_steps(dir, prefix);
-  if (steps.empty()) throw SerializationError("restore_checkpoint: no " + prefix + "<step>.msgpack file in " + dir.string());
+  if (steps.empty())
+    throw SerializationError("restore_checkpoint: no " + prefix + "<step>.msgpack file in " +
+                             dir.string());
   std::string why_none;
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
     auto path = checkpoint_path(dir, *it, prefix);
@@ -141,7 +154,8 @@ TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainSta
       why_none += std::string("\n  ") + e.what();
     }
   }
-  throw SerializationError("restore_checkpoint: no checkpoint in " + dir.string() + " loads:" + why_none);
+  throw SerializationError("restore_checkpoint: no checkpoint in " + dir.string() +
+                           " loads:" + why_none);
 }
 
 std::vector<std::filesystem::path> remove_stale_temp_files(const std::filesystem::path& dir) {

@@ -58,9 +58,11 @@ std::filesystem::path checkpoint_path(const std::filesystem::path& dir, int64_t 
                                       const std::string& prefix = "checkpoint_");
 // Steps of the checkpoints in `dir`, ascending. A checkpoint name whose step does not fit int64
 // throws SerializationError naming the file.
-std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir, const std::string& prefix = "checkpoint_");
-std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const TrainState& state, int64_t step,
-                                      int keep = 1, const std::string& prefix = "checkpoint_");
+std::vector<int64_t> checkpoint_steps(const std::filesystem::path& dir,
+                                      const std::string& prefix = "checkpoint_");
+std::filesystem::path save_checkpoint(const std::filesystem::path& dir, const TrainState& state,
+                                      int64_t step, int keep = 1,
+                                      const std::string& prefix = "checkpoint_");
 // What restore_checkpoint did: the file it restored and each newer one it skipped, with why.
 struct RestoreReport {
   std::filesystem::path restored;
@@ -69,12 +71,13 @@ struct RestoreReport {
 // The newest checkpoint (or the one at `step`, listing the steps there are if it is missing);
 // throws if there is none or it does not load.
 TrainState restore_checkpoint(const std::filesystem::path& dir, const TrainState& target,
-                              std::optional<int64_t> step = std::nullopt, const std::string& prefix = "checkpoint_");
+                              std::optional<int64_t> step = std::nullopt,
+                              const std::string& prefix = "checkpoint_");
 // The newest checkpoint that loads: a newer file whose checksum, byte count or contents fail is
 // skipped and listed in `report`; throws if there is none, or if none loads (naming each file
 // and why).
-TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainState& target, RestoreReport& report,
-                                const std::string& prefix = "checkpoint_");
+TrainState restore_newest_valid(const std::filesystem::path& dir, const TrainState& target,
+                                RestoreReport& report, const std::string& prefix = "checkpoint_");
 // Removes what a killed save left in `dir` (`.NAME.tmp-PID-XXXXXXXX` files, serialization.hpp);
 // returns their paths. Only safe while no other process saves into `dir`.
 std::vector<std::filesystem::path> remove_stale_temp_files(const std::filesystem::path& dir);

@@ -18,7 +18,8 @@ void check(int rc, const char* call) {
   char msg[MPI_MAX_ERROR_STRING];
   int len = 0;
   MPI_Error_string(rc, msg, &len);
-  throw std::runtime_error(std::string(call) + " failed: " + std::string(msg, static_cast<size_t>(len)));
+  throw std::runtime_error(std::string(call) +
+                           " failed: " + std::string(msg, static_cast<size_t>(len)));
 }
 
 // Every leaf of `tree` (sorted order), concatenated into one float32 buffer.
@@ -26,8 +27,8 @@ std::vector<float> pack(const std::vector<Array>& leaves, const char* what) {
   size_t total = 0;
   for (const Array& a : leaves) {
     if (!a.is_float())
-      throw std::invalid_argument(std::string(what) + ": every leaf must be float32, got " + dtype_name(a.dtype()) +
-                                  " " + to_string(a.shape()));
+      throw std::invalid_argument(std::string(what) + ": every leaf must be float32, got " +
+                                  dtype_name(a.dtype()) + " " + to_string(a.shape()));
     total += static_cast<size_t>(a.size());
   }
   std::vector<float> buf(total);
@@ -40,7 +41,8 @@ std::vector<float> pack(const std::vector<Array>& leaves, const char* what) {
 }
 
 // Splits `buf` back into arrays shaped like `like`, dividing by `divisor` (as lax.pmean does).
-std::vector<Array> unpack(const std::vector<float>& buf, const std::vector<Array>& like, float divisor) {
+std::vector<Array> unpack(const std::vector<float>& buf, const std::vector<Array>& like,
+                          float divisor) {
   std::vector<Array> out;
   size_t off = 0;
   for (const Array& a : like) {
@@ -58,18 +60,20 @@ std::vector<Array> unpack(const std::vector<float>& buf, const std::vector<Array
 // collective that would follow.
 void require_equal_counts(size_t count, const char* what, const char* unit) {
   long long n = static_cast<long long>(count), range[2] = {n, -n};  // max, -min
-  check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
+  check(MPI_Allreduce(MPI_IN_PLACE, range, 2, MPI_LONG_LONG, MPI_MAX, MPI_COMM_WORLD),
+        "MPI_Allreduce");
   if (range[0] != -range[1])
-    throw std::runtime_error(std::string(what) + ": the ranks hold " + std::to_string(-range[1]) + " to " +
-                             std::to_string(range[0]) + " " + unit + "; rank " + std::to_string(rank()) +
-                             " holds " + std::to_string(n));
+    throw std::runtime_error(std::string(what) + ": the ranks hold " + std::to_string(-range[1]) +
+                             " to " + std::to_string(range[0]) + " " + unit + "; rank " +
+                             std::to_string(rank()) + " holds " + std::to_string(n));
 }
 
 Tree allreduce(const Tree& tree, bool mean, const char* what) {
   auto [leaves, def] = tree_flatten(tree);
   std::vector<float> buf = pack(leaves, what);
   if (initialized() && size() > 1)
-    check(MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+    check(MPI_Allreduce(MPI_IN_PLACE, buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, MPI_SUM,
+                        MPI_COMM_WORLD),
           "MPI_Allreduce");
   return def.unflatten(unpack(buf, leaves, mean ? static_cast<float>(size()) : 1.f));
 }
@@ -133,7 +137,8 @@ Tree broadcast(const Tree& tree, int root) {
   std::vector<float> buf = pack(leaves, "broadcast");
   if (initialized() && size() > 1) {
     require_equal_counts(buf.size(), "broadcast", "parameters");
-    check(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, root, MPI_COMM_WORLD), "MPI_Bcast");
+    check(MPI_Bcast(buf.data(), static_cast<int>(buf.size()), MPI_FLOAT, root, MPI_COMM_WORLD),
+          "MPI_Bcast");
   }
   return def.unflatten(unpack(buf, leaves, 1.f));
 }
@@ -141,8 +146,8 @@ Tree broadcast(const Tree& tree, int root) {
 std::vector<double> psum(std::vector<double> values) {
   if (initialized() && size() > 1) {
     require_equal_counts(values.size(), "psum", "values");
-    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                        MPI_COMM_WORLD),
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE,
+                        MPI_SUM, MPI_COMM_WORLD),
           "MPI_Allreduce");
   }
   return values;
@@ -171,7 +176,8 @@ bool broadcast_flag(bool flag, int root) {
 int ranks_on_this_host() {
   if (!initialized()) return 1;
   MPI_Comm host;
-  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host), "MPI_Comm_split_type");
+  check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &host),
+        "MPI_Comm_split_type");
   int n = 1;
   int rc = MPI_Comm_size(host, &n);
   MPI_Comm_free(&host);
@@ -184,11 +190,14 @@ void abort(int code) {
   std::_Exit(code);
 }
 
-random::Key rank_key(random::Key key) { return random::fold_in(key, static_cast<uint32_t>(rank())); }
+random::Key rank_key(random::Key key) {
+  return random::fold_in(key, static_cast<uint32_t>(rank()));
+}
 
 std::pair<int64_t, int64_t> shard_range(int64_t n, int r, int s) {
   if (s <= 0 || r < 0 || r >= s)
-    throw std::invalid_argument("shard_range: rank " + std::to_string(r) + " of " + std::to_string(s));
+    throw std::invalid_argument("shard_range: rank " + std::to_string(r) + " of " +
+                                std::to_string(s));
   int64_t base = n / s, extra = n % s;
   int64_t begin = r * base + std::min<int64_t>(r, extra);
   return {begin, begin + base + (r < extra ? 1 : 0)};

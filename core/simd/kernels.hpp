@@ -46,8 +46,8 @@ struct Kernels {
   void (*uniform)(const uint32_t* words, float* out, int64_t n, float minval, float maxval);
   void (*normal)(const uint32_t* words, float* out, int64_t n);
   // sqrt(2) erf_inv(uniform(a, b)), clipped to [lo, hi].
-  void (*truncated_normal)(const uint32_t* words, float* out, int64_t n, float a, float b,
-                           float lo, float hi);
+  void (*truncated_normal)(const uint32_t* words, float* out, int64_t n, float a, float b, float lo,
+                           float hi);
   // In place over a padded buffer, as above: XLA's float32 erf_inv; correctly rounded log1p
   // (its buffer 64-byte aligned).
   void (*erf_inv)(float* x, int64_t n);
@@ -63,7 +63,7 @@ struct Kernels {
                         uint32_t* y1, int64_t count);
 };
 
-const Kernels& kernels();                   // the set in use
+const Kernels& kernels();                     // the set in use
 std::span<const Kernels* const> supported();  // the sets this CPU runs, baseline first
 // Switches every thread to the named set; std::invalid_argument naming the set and listing the
 // supported ones when this CPU cannot run it.

@@ -29,8 +29,8 @@ using U32 = xsimd::batch<uint32_t, Arch>;
 using U64 = xsimd::batch<uint64_t, Arch>;
 using I64 = xsimd::batch<int64_t, Arch>;
 constexpr int64_t L = static_cast<int64_t>(F32::size);
-constexpr int64_t kPad = 16;                 // threefry.hpp's kWordPad
-constexpr int64_t kBuf = 2048 + kPad;        // kWordPiece + kWordPad
+constexpr int64_t kPad = 16;           // threefry.hpp's kWordPad
+constexpr int64_t kBuf = 2048 + kPad;  // kWordPiece + kWordPad
 static_assert(kPad % L == 0 && kPad % static_cast<int64_t>(F64::size) == 0 && L <= 16);
 
 }  // namespace flaxpp::simd::FLAXPP_SIMD_ISA
@@ -274,11 +274,13 @@ void erf_inv(float* x, int64_t n) {
 void normal(const uint32_t* w, float* f, int64_t n) {
   uniform(w, f, n, kNormalLo, 1.f);
   erf_inv(f, n);
-  for (int64_t i = 0; i < n; i += L) (F32(kSqrt2) * F32::load_unaligned(f + i)).store_unaligned(f + i);
+  for (int64_t i = 0; i < n; i += L)
+    (F32(kSqrt2) * F32::load_unaligned(f + i)).store_unaligned(f + i);
 }
 
 // §9: sqrt(2) erf_inv(uniform(a, b)), clipped to [lo, hi].
-void truncated_normal(const uint32_t* w, float* f, int64_t n, float a, float b, float lo, float hi) {
+void truncated_normal(const uint32_t* w, float* f, int64_t n, float a, float b, float lo,
+                      float hi) {
   uniform(w, f, n, a, b);
   erf_inv(f, n);
   const F32 s(kSqrt2), vlo(lo), vhi(hi);

@@ -25,15 +25,15 @@ namespace examples {
 
 // The names --optimizer and --schedule accept (examples/common/optimizer.hpp builds them).
 inline const std::vector<std::string>& optimizer_names() {
-  static const std::vector<std::string> names{"adamw", "adam",    "nadam",     "radam",
-                                              "sgd",   "rmsprop", "adagrad",   "adafactor",
+  static const std::vector<std::string> names{"adamw", "adam",    "nadam",    "radam",
+                                              "sgd",   "rmsprop", "adagrad",  "adafactor",
                                               "lion",  "lamb",    "adabelief"};
   return names;
 }
 inline const std::vector<std::string>& schedule_names() {
-  static const std::vector<std::string> names{
-      "warmup_cosine", "constant",   "cosine",   "linear", "exponential", "piecewise",
-      "polynomial",    "warmup_exponential",     "onecycle"};
+  static const std::vector<std::string> names{"warmup_cosine", "constant",           "cosine",
+                                              "linear",        "exponential",        "piecewise",
+                                              "polynomial",    "warmup_exponential", "onecycle"};
   return names;
 }
 

@@ -45,8 +45,8 @@
 #include "core/mpi/collectives.hpp"
 #endif
 #include "core/random.hpp"
-#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
+#include "serialization/serialization.hpp"
 #include "training/train_state.hpp"
 
 namespace examples {

@@ -20,7 +20,6 @@
 #pragma once
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -35,6 +34,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include <sys/file.h>
 
 #include "cli.hpp"
 #include "core/parallel.hpp"
@@ -140,8 +141,9 @@ inline flaxpp::training::TrainState open_checkpoints(const RunFlags& f,
   if (!dist.is_root()) return dist.broadcast(fresh);
   fs::path dir = ckpt_dir_of(f);
   if (f.resume && f.overwrite)
-    throw std::runtime_error("--overwrite starts afresh; it cannot go with --resume or "
-                             "--resume-step");
+    throw std::runtime_error(
+        "--overwrite starts afresh; it cannot go with --resume or "
+        "--resume-step");
   lock_dir(f.out_dir, "--out-dir");
   std::error_code ec;
   fs::create_directories(dir);
@@ -157,9 +159,8 @@ inline flaxpp::training::TrainState open_checkpoints(const RunFlags& f,
           " (run without --resume first, or pass the right --ckpt-dir / --out-dir)");
     if (f.resume_step >= 0) {
       auto state = flaxpp::training::restore_checkpoint(dir, fresh, f.resume_step);
-      std::cerr << "resumed from "
-                << flaxpp::training::checkpoint_path(dir, f.resume_step).string() << " (step "
-                << state.step << ", --resume-step)\n";
+      std::cerr << "resumed from " << flaxpp::training::checkpoint_path(dir, f.resume_step).string()
+                << " (step " << state.step << ", --resume-step)\n";
       return dist.broadcast(state);
     }
     flaxpp::training::RestoreReport report;

@@ -16,9 +16,9 @@
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "serialization/serialization.hpp"
 #include "core/tree.hpp"
 #include "models/gmlp.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

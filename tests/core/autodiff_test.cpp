@@ -1,9 +1,10 @@
 // grad / value_and_grad / vjp / jvp: closed forms, nesting, second derivatives, memory.
-#include <doctest/doctest.h>
+#include "core/autodiff.hpp"
 
 #include <cmath>
 
-#include "core/autodiff.hpp"
+#include <doctest/doctest.h>
+
 #include "core/ops.hpp"
 #include "core/ops_fused.hpp"
 #include "core/primitive.hpp"
@@ -18,7 +19,8 @@ float at(const Array& a, int64_t i) { return a.data<float>()[i]; }
 
 TEST_CASE("grad of a scalar polynomial matches its closed form") {
   auto f = [](const Array& x) { return x * x * x + 2.f * x; };  // f' = 3x^2 + 2
-  for (float x : {-2.f, 0.f, 0.5f, 3.f}) CHECK(grad(f)(Array(x)).item<float>() == doctest::Approx(3 * x * x + 2));
+  for (float x : {-2.f, 0.f, 0.5f, 3.f})
+    CHECK(grad(f)(Array(x)).item<float>() == doctest::Approx(3 * x * x + 2));
 }
 
 TEST_CASE("grad(grad(f)) and third derivatives of tanh") {
@@ -42,9 +44,8 @@ TEST_CASE("nested grad does not confuse its variable with the outer one") {
   auto outer = grad([&](const Array& x) { return x * inner(x); });
   for (float x : {-3.f, 0.f, 2.5f}) CHECK(outer(Array(x)).item<float>() == 1.f);
   // And a case where the inner derivative does depend on x: d/dx [x * d/dy (x*y)] = 2x.
-  auto outer2 = grad([](const Array& x) {
-    return x * grad([&](const Array& y) { return x * y; })(Array(1.f));
-  });
+  auto outer2 = grad(
+      [](const Array& x) { return x * grad([&](const Array& y) { return x * y; })(Array(1.f)); });
   CHECK(outer2(Array(3.f)).item<float>() == 6.f);
 }
 
@@ -59,8 +60,12 @@ TEST_CASE("value_and_grad with several arguments, has_aux, and broadcasting") {
   auto [gw, gb] = grads;
   CHECK(v.item<float>() == doctest::Approx(1 + 6 + 2 + 8 - 0.5));
   CHECK(gw.shape() == Shape{2, 2});
-  CHECK(at(gw, 0) == 1.f); CHECK(at(gw, 1) == 1.f); CHECK(at(gw, 2) == 2.f); CHECK(at(gw, 3) == 2.f);
-  CHECK(at(gb, 0) == 1.f); CHECK(at(gb, 1) == 1.f);
+  CHECK(at(gw, 0) == 1.f);
+  CHECK(at(gw, 1) == 1.f);
+  CHECK(at(gw, 2) == 2.f);
+  CHECK(at(gw, 3) == 2.f);
+  CHECK(at(gb, 0) == 1.f);
+  CHECK(at(gb, 1) == 1.f);
   CHECK(!v.node());
   CHECK(!gw.node());
 
@@ -74,12 +79,14 @@ TEST_CASE("value_and_grad with several arguments, has_aux, and broadcasting") {
 
 TEST_CASE("grad rejects non-scalar outputs and integer inputs with clear messages") {
   auto f = [](const Array& x) { return x * 2.f; };
-  CHECK_THROWS_WITH_AS(grad(f)(Array::vector({1, 2})),
-                       "grad: the function must return a float32 scalar, got shape (2,) dtype float32",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(grad([](const Array& x) { return jnp::sum(jnp::astype(x, DType::float32)); })(Array(3)),
-                       "grad requires float32 inputs, got an array of dtype int32 and shape ()",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      grad(f)(Array::vector({1, 2})),
+      "grad: the function must return a float32 scalar, got shape (2,) dtype float32",
+      std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      grad([](const Array& x) { return jnp::sum(jnp::astype(x, DType::float32)); })(Array(3)),
+      "grad requires float32 inputs, got an array of dtype int32 and shape ()",
+      std::invalid_argument);
 }
 
 TEST_CASE("vjp pullback and jvp agree with the Jacobian") {
@@ -95,7 +102,8 @@ TEST_CASE("vjp pullback and jvp agree with the Jacobian") {
   CHECK(at(tangent, 0) == doctest::Approx(2 * std::exp(0.5)));
   CHECK(at(tangent, 1) == doctest::Approx(2 * std::exp(-1.0)));
   CHECK(at(tangent, 2) == 0.f);
-  CHECK_THROWS_WITH_AS(pullback(Array::vector({1.f})), "vjp pullback: cotangent shape (1,) differs from output shape (3,)",
+  CHECK_THROWS_WITH_AS(pullback(Array::vector({1.f})),
+                       "vjp pullback: cotangent shape (1,) differs from output shape (3,)",
                        std::invalid_argument);
 }
 
@@ -172,7 +180,8 @@ TEST_CASE("stop_gradient blocks the gradient") {
 // grad / value_and_grad at the top level consume the graph: rules release their activations as
 // they run, cotangents accumulate in place, and fused rules may overwrite a buffer nothing else
 // holds. None of that may change a value, nor touch an array the caller can still see.
-TEST_CASE("consuming backward pass: same gradients as vjp's reusable pullback, caller's arrays intact") {
+TEST_CASE(
+    "consuming backward pass: same gradients as vjp's reusable pullback, caller's arrays intact") {
   Array w = random::normal(random::PRNGKey(1), {6, 9});
   Array labels = random::randint(random::PRNGKey(2), {6}, 0, 9);
   auto f = [&](const Array& p) {
@@ -199,7 +208,9 @@ TEST_CASE("consuming backward pass: same gradients as vjp's reusable pullback, c
   // A traced input is the caller's array: never reused either.
   Array logits = w * 3.f;
   std::vector<float> before = logits.to_float();
-  auto g3 = grad([&](const Array& z) { return jnp::sum(fused::softmax_cross_entropy_with_integer_labels(z, labels)); })(logits);
+  auto g3 = grad([&](const Array& z) {
+    return jnp::sum(fused::softmax_cross_entropy_with_integer_labels(z, labels));
+  })(logits);
   CHECK(logits.to_float() == before);
   CHECK(g3.shape() == logits.shape());
 }

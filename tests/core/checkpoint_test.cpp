@@ -1,9 +1,10 @@
 // checkpoint: the same gradients bit for bit, intermediates not kept alive between the passes.
-#include <doctest/doctest.h>
+#include "core/checkpoint.hpp"
 
 #include <memory>
 
-#include "core/checkpoint.hpp"
+#include <doctest/doctest.h>
+
 #include "core/ops.hpp"
 #include "core/random.hpp"
 

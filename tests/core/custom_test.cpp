@@ -1,20 +1,23 @@
 // custom_vjp: the rule replaces the composite's, under grad, grad of grad, jvp and vmap.
-#include <doctest/doctest.h>
+#include "core/custom.hpp"
 
 #include <cmath>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
-#include "core/custom.hpp"
 #include "core/ops.hpp"
 #include "core/vmap.hpp"
 
 using namespace flaxpp;
 
 namespace {
-auto softplus = custom_vjp(
-    [](const Array& x) { return jnp::log1p(jnp::exp(x)); },
-    [](const Array& x) { return std::pair{jnp::log1p(jnp::exp(x)), x}; },
-    [](const Array& x, const Array& g) { return std::tuple{g * lax::logistic(x)}; });
+auto softplus =
+    custom_vjp([](const Array& x) { return jnp::log1p(jnp::exp(x)); },
+               [](const Array& x) {
+                 return std::pair{jnp::log1p(jnp::exp(x)), x};
+               },
+               [](const Array& x, const Array& g) { return std::tuple{g * lax::logistic(x)}; });
 }  // namespace
 
 TEST_CASE("custom_vjp: its rule is used, where the composite's rule gives NaN") {

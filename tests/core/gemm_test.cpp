@@ -3,7 +3,7 @@
 // every transpose combination, alpha/beta, leading dimensions wider than the matrix).
 // Tolerance: float32 products of k terms in [-1, 1]; |error| <= k * 2^-23 * max|partial sum|, so
 // 1e-5 relative to k covers every case here with margin.
-#include <doctest/doctest.h>
+#include "core/gemm.hpp"
 
 #include <cblas.h>
 
@@ -11,7 +11,8 @@
 #include <cstring>
 #include <vector>
 
-#include "core/gemm.hpp"
+#include <doctest/doctest.h>
+
 #include "core/parallel.hpp"
 #include "core/random.hpp"
 
@@ -22,13 +23,15 @@ std::vector<float> uniform(uint32_t seed, int64_t n) {
   return random::uniform(random::PRNGKey(seed), {n}, -1.f, 1.f).to_float();
 }
 // C = alpha op(A) op(B) + beta C in double, row-major with leading dimensions.
-void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const std::vector<float>& a, int64_t lda,
-               const std::vector<float>& b, int64_t ldb, float beta, std::vector<double>& c, int64_t ldc) {
+void reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
+               const std::vector<float>& a, int64_t lda, const std::vector<float>& b, int64_t ldb,
+               float beta, std::vector<double>& c, int64_t ldc) {
   for (int64_t i = 0; i < m; ++i)
     for (int64_t j = 0; j < n; ++j) {
       double s = 0;
       for (int64_t p = 0; p < k; ++p)
-        s += double(ta ? a[p * lda + i] : a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+        s += double(ta ? a[p * lda + i] : a[i * lda + p]) *
+             double(tb ? b[j * ldb + p] : b[p * ldb + j]);
       c[i * ldc + j] = alpha * s + (beta == 0.f ? 0.0 : beta * c[i * ldc + j]);
     }
 }
@@ -43,7 +46,8 @@ TEST_CASE("sgemm equals the reference for every transpose, split and thread coun
   struct Case {
     int64_t m, n, k;
   };
-  const Case cases[] = {{1, 1, 1}, {5, 7, 3}, {33, 65, 17}, {200, 96, 64}, {96, 200, 64}, {130, 257, 70}, {64, 64, 0}};
+  const Case cases[] = {{1, 1, 1},     {5, 7, 3},      {33, 65, 17}, {200, 96, 64},
+                        {96, 200, 64}, {130, 257, 70}, {64, 64, 0}};
   for (int threads : {1, 2, 3, 4}) {
     ThreadCount tc(threads);
     for (auto [m, n, k] : cases)
@@ -66,10 +70,12 @@ TEST_CASE("sgemm equals the reference for every transpose, split and thread coun
             reference(ta, tb, m, n, k, 0.75f, a, lda, b, ldb, beta, want, ldc);
             double worst = 0;
             for (int64_t i = 0; i < m; ++i)
-              for (int64_t j = 0; j < n; ++j) worst = std::max(worst, std::fabs(c[i * ldc + j] - want[i * ldc + j]));
+              for (int64_t j = 0; j < n; ++j)
+                worst = std::max(worst, std::fabs(c[i * ldc + j] - want[i * ldc + j]));
             CHECK(worst <= 1e-5 * double(std::max<int64_t>(k, 1)) + 1e-6);
             for (int64_t i = 0; i < m; ++i)  // the padding between rows is never written
-              for (int64_t j = n; j < ldc && i * ldc + j < int64_t(c.size()); ++j) REQUIRE(c[i * ldc + j] == c0[i * ldc + j]);
+              for (int64_t j = n; j < ldc && i * ldc + j < int64_t(c.size()); ++j)
+                REQUIRE(c[i * ldc + j] == c0[i * ldc + j]);
           }
   }
 }
@@ -103,13 +109,15 @@ TEST_CASE("sgemm_batched: shared and per-item operands, transposed A") {
       auto a = uniform(6, m * k), b = uniform(7, count * m * n);
       std::vector<float> c(count * k * n, 123.f);
       // C_i (k, n) = A^T (k, m) @ B_i (m, n), A shared (stride 0)
-      gemm::sgemm_batched(count, true, false, k, n, m, a.data(), k, 0, b.data(), n, m * n, c.data(), n, k * n);
+      gemm::sgemm_batched(count, true, false, k, n, m, a.data(), k, 0, b.data(), n, m * n, c.data(),
+                          n, k * n);
       double worst = 0;
       for (int64_t i = 0; i < count; ++i) {
         std::vector<float> bi(b.begin() + i * m * n, b.begin() + (i + 1) * m * n);
         std::vector<double> want(k * n);
         reference(true, false, k, n, m, 1.f, a, k, bi, n, 0.f, want, n);
-        for (int64_t q = 0; q < k * n; ++q) worst = std::max(worst, std::fabs(c[i * k * n + q] - want[q]));
+        for (int64_t q = 0; q < k * n; ++q)
+          worst = std::max(worst, std::fabs(c[i * k * n + q] - want[q]));
       }
       CHECK(worst <= 1e-5 * double(m));
     }
@@ -128,9 +136,9 @@ TEST_CASE("k = 1 products (outer products) equal cblas_sgemm bit for bit, signed
       // A is m x 1 (lda 1) or, read transposed, 1 x m (lda m); B likewise.
       int64_t lda = ta ? m : 1, ldb = tb ? 1 : n;
       flaxpp::gemm::sgemm(ta, tb, m, n, 1, 1.f, a.data(), lda, b.data(), ldb, 0.f, got.data(), n);
-      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
-                  m, n, 1, 1.f, a.data(), static_cast<int>(lda), b.data(), static_cast<int>(ldb),
-                  0.f, want.data(), n);
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m,
+                  n, 1, 1.f, a.data(), static_cast<int>(lda), b.data(), static_cast<int>(ldb), 0.f,
+                  want.data(), n);
       CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
     }
 }

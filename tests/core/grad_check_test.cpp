@@ -511,11 +511,24 @@ Array apply_vmap(const Case& c, const std::vector<Array>& xs, const std::vector<
 
 // Rows whose primitives have no batching rule yet (each throws "vmap: no batching rule for
 // <prim> yet"); a row leaves this list when its primitive joins the table.
-const std::set<std::string> kNotBatchedYet = {
-    "concatenate axis 0", "concatenate axis -1", "split", "split_at", "stack axis 0",
-    "stack axis -1", "slice", "slice multi-axis", "index", "take", "take axis 0",
-    "take_along_axis", "take_along_axis broadcast", "tril", "triu k=1", "tril k=-1",
-    "softmax", "softmax axis 0"};
+const std::set<std::string> kNotBatchedYet = {"concatenate axis 0",
+                                              "concatenate axis -1",
+                                              "split",
+                                              "split_at",
+                                              "stack axis 0",
+                                              "stack axis -1",
+                                              "slice",
+                                              "slice multi-axis",
+                                              "index",
+                                              "take",
+                                              "take axis 0",
+                                              "take_along_axis",
+                                              "take_along_axis broadcast",
+                                              "tril",
+                                              "triu k=1",
+                                              "tril k=-1",
+                                              "softmax",
+                                              "softmax axis 0"};
 
 TEST_CASE("vmap of every batchable primitive equals a loop over examples (axis 0, last, none)") {
   constexpr int64_t B = 3;
@@ -569,8 +582,8 @@ TEST_CASE("vmap of every batchable primitive equals a loop over examples (axis 0
                           c.name, " layout ", layout);
           else
             CHECK_MESSAGE((have[k] == want[k] || (std::isnan(have[k]) && std::isnan(want[k]))),
-                          c.name, " layout ", layout, " example ", b, " element ", k, ": ",
-                          have[k], " vs ", want[k]);
+                          c.name, " layout ", layout, " example ", b, " element ", k, ": ", have[k],
+                          " vs ", want[k]);
         }
       }
     }

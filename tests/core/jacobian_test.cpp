@@ -1,10 +1,11 @@
 // jacfwd, jacrev, hessian: against each other, closed forms and finite differences.
-#include <doctest/doctest.h>
+#include "core/jacobian.hpp"
 
 #include <cmath>
 #include <vector>
 
-#include "core/jacobian.hpp"
+#include <doctest/doctest.h>
+
 #include "core/random.hpp"
 
 using namespace flaxpp;
@@ -35,7 +36,9 @@ TEST_CASE("jacfwd == jacrev, shaped out.shape + x.shape, and a closed form") {
 }
 
 TEST_CASE("hessian matches central differences of the gradient") {
-  auto g = [](const Array& x) { return jnp::sum(jnp::tanh(x) * x * x) + jnp::sum(x) * jnp::sum(x); };
+  auto g = [](const Array& x) {
+    return jnp::sum(jnp::tanh(x) * x * x) + jnp::sum(x) * jnp::sum(x);
+  };
   Array x = Array::vector({0.3f, -0.7f, 1.1f});
   Array H = hessian(g)(x);
   REQUIRE(H.shape() == Shape{3, 3});
@@ -50,7 +53,8 @@ TEST_CASE("hessian matches central differences of the gradient") {
   for (int j = 0; j < 3; ++j) {
     std::vector<float> p = x.to_float(), m = x.to_float();
     p[j] += 1e-2f, m[j] -= 1e-2f;
-    auto gp = grad(g)(Array::from({3}, p)).to_double(), gm = grad(g)(Array::from({3}, m)).to_double();
+    auto gp = grad(g)(Array::from({3}, p)).to_double(),
+         gm = grad(g)(Array::from({3}, m)).to_double();
     for (int i = 0; i < 3; ++i)
       CHECK(H.to_double()[i * 3 + j] ==
             doctest::Approx((gp[i] - gm[i]) / (double(p[j]) - double(m[j]))).epsilon(1e-3));

@@ -1,7 +1,8 @@
 // make_jaxpr: the printed IR of small functions, constants and literals, errors.
+#include "core/jaxpr.hpp"
+
 #include <doctest/doctest.h>
 
-#include "core/jaxpr.hpp"
 #include "core/ops.hpp"
 
 using namespace flaxpp;
@@ -32,5 +33,6 @@ TEST_CASE("make_jaxpr: captured arrays are constants; unsupported ops say so") {
         "{ lambda a:f32[3] ; b:f32[3]. let c:f32[3] = add b a in (c) }");
   auto g = [](const Array& x) { return jnp::slice(x, 0, 0, 1); };
   CHECK_THROWS_WITH_AS(make_jaxpr(g)(jnp::zeros({3})),
-                       "make_jaxpr: slice is not in the primitive table yet", std::invalid_argument);
+                       "make_jaxpr: slice is not in the primitive table yet",
+                       std::invalid_argument);
 }

@@ -1,10 +1,11 @@
 // lax::scan and lax::fori_loop: values, gradients against the hand-unrolled loop.
-#include <doctest/doctest.h>
+#include "core/lax.hpp"
 
 #include <cmath>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
-#include "core/lax.hpp"
 
 using namespace flaxpp;
 
@@ -36,17 +37,20 @@ TEST_CASE("scan: final carry and stacked outputs; gradients equal the unrolled l
   Array w = Array::vector({0.5f, -0.3f});
   CHECK(grad(rnn)(w).to_float() == grad(unrolled)(w).to_float());
   CHECK_THROWS_WITH_AS(lax::scan(step, Array(0.f), Array(1.f)),
-                       "lax::scan: xs must have a leading axis, got shape ()", std::invalid_argument);
+                       "lax::scan: xs must have a leading axis, got shape ()",
+                       std::invalid_argument);
 }
 
 TEST_CASE("fori_loop runs body(i, value) for i in [lower, upper)") {
-  Array p = lax::fori_loop(0, 3, [](int64_t, const Array& c) { return c * 2.f; }, Array(1.f));
+  Array p = lax::fori_loop(
+      0, 3, [](int64_t, const Array& c) { return c * 2.f; }, Array(1.f));
   CHECK(p.item<float>() == 8.f);
-  Array s = lax::fori_loop(2, 5, [](int64_t i, const Array& c) { return c + static_cast<float>(i); },
-                           Array(0.f));
+  Array s = lax::fori_loop(
+      2, 5, [](int64_t i, const Array& c) { return c + static_cast<float>(i); }, Array(0.f));
   CHECK(s.item<float>() == 9.f);
   auto d = grad([](const Array& x) {
-    return lax::fori_loop(0, 3, [](int64_t, const Array& c) { return c * c; }, x);
+    return lax::fori_loop(
+        0, 3, [](int64_t, const Array& c) { return c * c; }, x);
   })(Array(1.5f));  // x^8 -> 8 x^7
   CHECK(d.item<float>() == doctest::Approx(8 * std::pow(1.5, 7)));
 }

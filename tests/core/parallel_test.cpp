@@ -2,7 +2,7 @@
 // nested calls run inline, set_num_threads takes effect, and many back-to-back hand-offs (the
 // spin path) and hand-offs after the workers went to sleep (the condition-variable path) neither
 // lose a job nor deadlock.
-#include <doctest/doctest.h>
+#include "core/parallel.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/parallel.hpp"
+#include <doctest/doctest.h>
 
 using namespace flaxpp;
 
@@ -59,7 +59,8 @@ TEST_CASE("nested parallel_for runs inline; the thread count can change between 
   ThreadCount tc(2);
   std::atomic<int64_t> total{0};
   parallel_for(4, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) parallel_for(100, 1, [&](int64_t a, int64_t b) { total += b - a; });
+    for (int64_t i = lo; i < hi; ++i)
+      parallel_for(100, 1, [&](int64_t a, int64_t b) { total += b - a; });
   });
   CHECK(total == 400);
   set_num_threads(1);
@@ -75,7 +76,8 @@ TEST_CASE("many hand-offs, on the spin path and after the workers sleep, lose no
   for (int threads : {2, 4}) {
     ThreadCount tc(threads);
     std::atomic<int64_t> sum{0};
-    for (int i = 0; i < 20000; ++i) parallel_for(threads, 1, [&](int64_t lo, int64_t hi) { sum += hi - lo; });
+    for (int i = 0; i < 20000; ++i)
+      parallel_for(threads, 1, [&](int64_t lo, int64_t hi) { sum += hi - lo; });
     CHECK(sum == 20000 * threads);
     for (int i = 0; i < 5; ++i) {  // let the workers give up spinning and sleep, then wake them
       std::this_thread::sleep_for(std::chrono::milliseconds(3));

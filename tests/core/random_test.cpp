@@ -1,6 +1,5 @@
 // core/random + core/threefry: JAX's published known answers, then statistics, then the
 // engine's invariants (threads, vector lanes and tails, modes).
-#include "core/parallel.hpp"
 #include "core/random.hpp"
 
 #include <algorithm>
@@ -14,6 +13,8 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
+#include "core/parallel.hpp"
 
 using flaxpp::Array;
 using flaxpp::DType;

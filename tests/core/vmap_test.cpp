@@ -1,15 +1,16 @@
 // vmap: in_axes/out_axes, nesting, composition with grad and jvp, errors, no per-example loop.
 // (The per-primitive column, vmap == a loop over examples, is in grad_check_test.cpp.)
-#include <doctest/doctest.h>
+#include "core/vmap.hpp"
 
 #include <cmath>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
-#include "core/vmap.hpp"
 
 using namespace flaxpp;
 
@@ -53,9 +54,8 @@ TEST_CASE("vmap in_axes at the last axis and out_axes") {
 TEST_CASE("nested vmap: two batch axes, each primitive once per level") {
   // outer(x, y)[i, j] = x[i] * y[j]: vmap over x, inside it vmap over y.
   Array x = Array::vector({1.f, 2.f, 3.f}), y = Array::vector({10.f, 20.f});
-  auto outer = vmap([&](const Array& xi) {
-    return vmap([&](const Array& yj) { return xi * yj; })(y);
-  });
+  auto outer =
+      vmap([&](const Array& xi) { return vmap([&](const Array& yj) { return xi * yj; })(y); });
   Array o = outer(x);
   CHECK(o.shape() == Shape{3, 2});
   CHECK(o.to_float() == std::vector<float>{10, 20, 20, 40, 30, 60});
@@ -86,9 +86,7 @@ TEST_CASE("vmap(grad(f)) gives per-example gradients equal to a loop of grad") {
       CHECK(gi.to_float()[k] == doctest::Approx(g.to_float()[k]).epsilon(1e-5));
   }
   // The mean of the per-example gradients is the gradient of the mean loss.
-  auto mean_loss = [&](const Array& w) {
-    return jnp::mean(vmap(loss, {none, 0, 0})(w, xs, ys));
-  };
+  auto mean_loss = [&](const Array& w) { return jnp::mean(vmap(loss, {none, 0, 0})(w, xs, ys)); };
   Array g_mean = grad(mean_loss)(W);  // grad of a vmapped function
   Array avg = jnp::mean(per, {0});
   for (size_t k = 0; k < 12; ++k)

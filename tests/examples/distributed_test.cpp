@@ -22,8 +22,8 @@
 #include <sys/wait.h>
 
 #include "serialization/serialization.hpp"
-#include "training/train_state.hpp"
 #include "tests/examples/example_runner.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;

@@ -15,8 +15,8 @@
 #include <sys/wait.h>
 
 #include "serialization/serialization.hpp"
-#include "training/train_state.hpp"
 #include "tests/examples/example_runner.hpp"
+#include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
@@ -135,7 +135,8 @@ TEST_CASE("train_charlm: help, a short run, resume bit-for-bit, sampling") {
   CHECK(header.rfind("step,time,train_loss,val_bpc,lr,tokens_per_s", 0) == 0);
 }
 
-TEST_CASE("train_charlm: --optimizer, --schedule, --accumulate resume bit-for-bit mid-accumulation") {
+TEST_CASE(
+    "train_charlm: --optimizer, --schedule, --accumulate resume bit-for-bit mid-accumulation") {
   require_data(kFortunes, "fortunes");
   const std::string tiny =
       "--dim 16 --depth 1 --seq-len 16 --batch 4 --threads 1 --log-every 2 --eval-every 4 "
@@ -145,13 +146,14 @@ TEST_CASE("train_charlm: --optimizer, --schedule, --accumulate resume bit-for-bi
   // partly accumulated gradient.
   check_resume("train_charlm", tiny, /*total=*/12, /*stop=*/8);
   fs::path tmp = fresh_dir("charlm_badopt");
-  auto bad = run("train_charlm", "--optimizer adamx --out-dir '" + tmp.string() + "'",
-                 tmp / "bad.log");
+  auto bad =
+      run("train_charlm", "--optimizer adamx --out-dir '" + tmp.string() + "'", tmp / "bad.log");
   CHECK(bad.exit_code != 0);
   CHECK(bad.output.find("--optimizer") != std::string::npos);
 }
 
-TEST_CASE("train_fashion_mnist: --augment with lion, onecycle and --accumulate resume bit-for-bit") {
+TEST_CASE(
+    "train_fashion_mnist: --augment with lion, onecycle and --accumulate resume bit-for-bit") {
   require_data(kFashion / "train-images-idx3-ubyte.gz", "dataset-fashion-mnist");
   const std::string tiny =
       "--train-limit 96 --test-limit 64 --batch 16 --dim 8 --depth 1 --patch-size 7 --ff-mult 2 "

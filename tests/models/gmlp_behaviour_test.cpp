@@ -14,8 +14,8 @@
 #include "core/ops.hpp"
 #include "core/random.hpp"
 #include "core/tree.hpp"
-#include "nn/losses.hpp"
 #include "models/gmlp.hpp"
+#include "nn/losses.hpp"
 
 using namespace flaxpp;
 namespace rnd = flaxpp::random;
@@ -604,7 +604,8 @@ TEST_CASE("next_token_loss equals the mean cross-entropy of logits[:, :-1] again
   Array logits = rnd::normal(rnd::PRNGKey(3), {3, 6, 11}) * 4.f;
   Array tokens = rnd::randint(rnd::PRNGKey(4), {3, 6}, 0, 11);
   auto sliced = [&](const Array& z) {
-    return jnp::mean(optax::softmax_cross_entropy_with_integer_labels(jnp::slice(z, 1, 0, 5), jnp::slice(tokens, 1, 1, 6)));
+    return jnp::mean(optax::softmax_cross_entropy_with_integer_labels(jnp::slice(z, 1, 0, 5),
+                                                                      jnp::slice(tokens, 1, 1, 6)));
   };
   auto ours = [&](const Array& z) { return models::next_token_loss(z, tokens); };
   CHECK(ours(logits).item<float>() == sliced(logits).item<float>());

@@ -12,8 +12,8 @@
 #include <cblas.h>
 
 #include <cstdint>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 

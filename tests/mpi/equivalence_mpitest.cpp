@@ -1,17 +1,17 @@
 // Data-parallel equivalence, run under `mpirun -np 2`: N ranks with per-rank batch B reach the
 // same parameters after k steps as one process with batch N*B, up to float32 summation order.
 #define DOCTEST_CONFIG_IMPLEMENT
-#include <doctest/doctest.h>
+#include <mpi.h>
 
 #include <cmath>
 #include <string>
 #include <vector>
 
-#include "core/autodiff.hpp"
-#include "core/ops.hpp"
-#include "core/mpi/collectives.hpp"
+#include <doctest/doctest.h>
 
-#include <mpi.h>
+#include "core/autodiff.hpp"
+#include "core/mpi/collectives.hpp"
+#include "core/ops.hpp"
 #include "models/gmlp.hpp"
 #include "training/train_state.hpp"
 
@@ -44,20 +44,24 @@ TEST_CASE("collectives: rank, size, shard_range, psum, pmean, broadcast") {
   CHECK(b.at("b").array().item<float>() == 20.f);
   // Trees of different sizes: every rank, the root included, gets the error (no rank waits).
   Tree uneven{{"w", jnp::zeros({r ? 4 : 3})}};
-  std::string held = "broadcast: the ranks hold 3 to 4 parameters; rank " + std::to_string(r) + " holds " +
-                     (r ? "4" : "3");
+  std::string held = "broadcast: the ranks hold 3 to 4 parameters; rank " + std::to_string(r) +
+                     " holds " + (r ? "4" : "3");
   CHECK_THROWS_WITH_AS(mpi::broadcast(uneven, 0), held.c_str(), std::runtime_error);
   CHECK(mpi::rank_key(random::PRNGKey(0)) == random::fold_in(random::PRNGKey(0), uint32_t(r)));
   Tree ints{{"i", Array(int32_t(1))}};
-  CHECK_THROWS_WITH_AS(mpi::psum(ints), "psum: every leaf must be float32, got int32 ()", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(mpi::psum(ints), "psum: every leaf must be float32, got int32 ()",
+                       std::invalid_argument);
 }
 
 TEST_CASE("collectives beyond float32 trees: float64 sums, bytes, flags, ranks per host") {
   int r = mpi::rank();
   std::vector<double> v = mpi::psum(std::vector<double>{0.1 * (r + 1), 1e-17 * (r + 1), double(r)});
-  CHECK(v == std::vector<double>{0.1 + 0.2, 1e-17 + 2e-17, 1.0});  // float64 sums, same on both ranks
-  std::string held = "psum: the ranks hold 2 to 3 values; rank " + std::to_string(r) + " holds " + (r ? "2" : "3");
-  CHECK_THROWS_WITH_AS(mpi::psum(std::vector<double>(r ? 2 : 3, 1.0)), held.c_str(), std::runtime_error);
+  CHECK(v ==
+        std::vector<double>{0.1 + 0.2, 1e-17 + 2e-17, 1.0});  // float64 sums, same on both ranks
+  std::string held =
+      "psum: the ranks hold 2 to 3 values; rank " + std::to_string(r) + " holds " + (r ? "2" : "3");
+  CHECK_THROWS_WITH_AS(mpi::psum(std::vector<double>(r ? 2 : 3, 1.0)), held.c_str(),
+                       std::runtime_error);
   // rank 1's bytes, of a length only it knows, on both ranks
   std::vector<uint8_t> mine = r ? std::vector<uint8_t>{7, 0, 255, 3} : std::vector<uint8_t>{1};
   CHECK(mpi::broadcast_bytes(mine, 1) == std::vector<uint8_t>{7, 0, 255, 3});
@@ -85,7 +89,8 @@ TEST_CASE("2 ranks x batch B == 1 process x batch 2B after k steps") {
     for (int step = 0; step < k; ++step) {
       auto g = grad([&](const Tree& p) { return loss(p, shard); })(dist.params);
       dist = dist.apply_gradients(mpi::pmean(g));
-      single = single.apply_gradients(grad([&](const Tree& p) { return loss(p, global); })(single.params));
+      single = single.apply_gradients(
+          grad([&](const Tree& p) { return loss(p, global); })(single.params));
     }
     // Every rank holds the same parameters (bit-identical: same allreduce result everywhere).
     Tree from0 = mpi::broadcast(dist.params, 0);

@@ -1,14 +1,15 @@
 // Activations (jax.nn names) against their closed forms evaluated in double: values, first
 // derivatives (and the second for sigmoid), JAX's conventions at kinks, and the delegations of
 // softmax / log_softmax / tanh to core.
-#include <doctest/doctest.h>
+#include "nn/activation.hpp"
 
 #include <cmath>
 #include <numbers>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
-#include "nn/activation.hpp"
 
 using namespace flaxpp;
 
@@ -32,7 +33,8 @@ void check_against(const Array& got, const Array& x, double (*want)(double), dou
   REQUIRE(g.size() == xs.size());
   for (size_t i = 0; i < xs.size(); ++i) {
     double w = want(xs[i]);
-    CHECK_MESSAGE(std::fabs(g[i] - w) <= tol * (1 + std::fabs(w)), "x = ", xs[i], ": ", g[i], " vs ", w);
+    CHECK_MESSAGE(std::fabs(g[i] - w) <= tol * (1 + std::fabs(w)), "x = ", xs[i], ": ", g[i],
+                  " vs ", w);
   }
 }
 
@@ -44,7 +46,9 @@ Array derivative(Array (*f)(const Array&), const Array& x) {
 double phi(double x) { return std::exp(-0.5 * x * x) / std::sqrt(2 * std::numbers::pi); }
 double Phi(double x) { return 0.5 * std::erfc(-x / std::numbers::sqrt2); }
 
-double gelu_tanh(double x) { return 0.5 * x * (1 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x))); }
+double gelu_tanh(double x) {
+  return 0.5 * x * (1 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x)));
+}
 double gelu_tanh_d(double x) {
   double t = std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x));
   return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715 * x * x);
@@ -89,7 +93,9 @@ TEST_CASE("sigmoid: values, first and second derivatives, finite gradients far i
   Array x = grid();
   check_against(nn::sigmoid(x), x, sigmoid);
   check_against(derivative(nn::sigmoid, x), x, sigmoid_d);
-  Array second = grad([](const Array& v) { return jnp::sum(grad([](const Array& u) { return jnp::sum(nn::sigmoid(u)); })(v)); })(x);
+  Array second = grad([](const Array& v) {
+    return jnp::sum(grad([](const Array& u) { return jnp::sum(nn::sigmoid(u)); })(v));
+  })(x);
   check_against(second, x, sigmoid_dd);
   // jax.nn.sigmoid is lax.logistic, whose derivative is s (1 - s): 0, never NaN, once exp(-x)
   // overflows float32 (x < -88.7).

@@ -1,11 +1,11 @@
 // Dense, Embed, LayerNorm, Dropout and Sequential against closed forms (ones-initialised layers,
 // as Flax's tests/linen/linear_test.py does) and against central differences for their gradients.
 // Known answers from Flax's docstrings, naming and error plumbing are in module_test.cpp.
-#include <doctest/doctest.h>
-
 #include <cmath>
 #include <functional>
 #include <numeric>
+
+#include <doctest/doctest.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -25,7 +25,8 @@ void check_all(const Array& got, double want) {
 void check_close(const Array& got, const std::vector<double>& want, double atol) {
   REQUIRE(got.size() == static_cast<int64_t>(want.size()));
   auto g = got.to_double();
-  for (size_t i = 0; i < want.size(); ++i) CHECK_MESSAGE(std::fabs(g[i] - want[i]) <= atol, "element ", i, ": ", g[i], " vs ", want[i]);
+  for (size_t i = 0; i < want.size(); ++i)
+    CHECK_MESSAGE(std::fabs(g[i] - want[i]) <= atol, "element ", i, ": ", g[i], " vs ", want[i]);
 }
 
 // An initializer that returns a fixed table (Flax's `embedding_init=lambda rng, shape, dtype: table`).
@@ -51,7 +52,8 @@ TEST_CASE("Dense with ones kernel and bias: ones((1,3)) -> 4 everywhere (linear_
   check_all(dense.apply(vars, jnp::ones({1, 3})), 4.0);
 }
 
-TEST_CASE("Dense keeps leading axes (linear_test.test_dense_extra_batch_dims) and takes rank-1 input") {
+TEST_CASE(
+    "Dense keeps leading axes (linear_test.test_dense_extra_batch_dims) and takes rank-1 input") {
   nn::Dense dense{.features = 2, .kernel_init = init::ones, .bias_init = init::ones};
   auto [y3, v3] = dense.init_with_output(rnd::PRNGKey(0), jnp::ones({2, 3, 4}));
   CHECK(y3.shape() == Shape{2, 3, 2});
@@ -78,7 +80,8 @@ TEST_CASE("Dense with a known kernel equals x @ K + b computed in double") {
   auto kd = k.to_double(), bd = b.to_double(), xd = x.to_double();
   std::vector<double> want;
   for (int i = 0; i < 2; ++i)
-    for (int j = 0; j < 3; ++j) want.push_back(xd[i * 2] * kd[j] + xd[i * 2 + 1] * kd[3 + j] + bd[j]);
+    for (int j = 0; j < 3; ++j)
+      want.push_back(xd[i * 2] * kd[j] + xd[i * 2 + 1] * kd[3 + j] + bd[j]);
   check_close(y, want, 1e-6);  // exact products of short binary fractions; only b's rounding
 }
 
@@ -112,7 +115,8 @@ TEST_CASE("Embed: any id shape, negative ids wrap, attend = q @ embedding.T") {
   std::vector<float> t;
   for (int i = 0; i < 5; ++i)
     for (int j = 0; j < 2; ++j) t.push_back(static_cast<float>(10 * i + j));
-  nn::Embed embed{.num_embeddings = 5, .features = 2, .embedding_init = constant_table(Array::from({5, 2}, t))};
+  nn::Embed embed{
+      .num_embeddings = 5, .features = 2, .embedding_init = constant_table(Array::from({5, 2}, t))};
   Array ids = Array::from({2, 2, 2}, std::vector<int32_t>{4, 0, 3, -1, -5, 2, 1, 1});
   auto vars = embed.init(rnd::PRNGKey(0), ids);
   Array y = embed.apply(vars, ids);
@@ -153,7 +157,8 @@ TEST_CASE("tied embeddings: lookup and attend share one table") {
 
 namespace {
 // (x - mean) / sqrt(var + eps) over the last axis of rows of length d, in double.
-std::vector<double> layer_norm_double(const std::vector<double>& x, size_t d, double eps, const std::vector<double>& scale,
+std::vector<double> layer_norm_double(const std::vector<double>& x, size_t d, double eps,
+                                      const std::vector<double>& scale,
                                       const std::vector<double>& bias) {
   std::vector<double> y(x.size());
   for (size_t r = 0; r < x.size() / d; ++r) {
@@ -183,7 +188,8 @@ TEST_CASE("LayerNorm of known vectors equals (x - mean) / sqrt(var + eps) in dou
   Array scale = Array::vector({1, 2, -1, 0.5f, 3}), bias = Array::vector({0, 0.5f, -1, 2, 0.25f});
   nn::LayerNorm affine{.scale_init = constant_table(scale), .bias_init = constant_table(bias)};
   Array ya = affine.apply(affine.init(rnd::PRNGKey(0), x), x);
-  check_close(ya, layer_norm_double(x.to_double(), 5, 1e-6, scale.to_double(), bias.to_double()), 4e-5);
+  check_close(ya, layer_norm_double(x.to_double(), 5, 1e-6, scale.to_double(), bias.to_double()),
+              4e-5);
 
   // Rank 3: each (i, j) row is normalised on its own.
   Array x3 = jnp::reshape(jnp::concatenate({x, x * 3.f}, 0), {2, 2, 5});
@@ -197,13 +203,15 @@ TEST_CASE("LayerNorm epsilon is 1e-6 by default and matters for tiny variances")
   check_close(y, layer_norm_double(x.to_double(), 2, 1e-6, {}, {}), 1e-5);  // -+0.4472
   CHECK(std::fabs(y.to_double()[1] - 0.4472136) < 1e-4);
   nn::LayerNorm loose{.epsilon = 1e-2};
-  check_close(loose.apply(loose.init(rnd::PRNGKey(0), x), x), layer_norm_double(x.to_double(), 2, 1e-2, {}, {}), 1e-6);
+  check_close(loose.apply(loose.init(rnd::PRNGKey(0), x), x),
+              layer_norm_double(x.to_double(), 2, 1e-2, {}, {}), 1e-6);
 }
 
 TEST_CASE("LayerNorm use_scale / use_bias flags drop the params") {
   Array x = Array::matrix({{1, 2, 4}});
   auto want = layer_norm_double(x.to_double(), 3, 1e-6, {}, {});
-  for (auto [use_scale, use_bias] : {std::pair{false, true}, std::pair{true, false}, std::pair{false, false}}) {
+  for (auto [use_scale, use_bias] :
+       {std::pair{false, true}, std::pair{true, false}, std::pair{false, false}}) {
     nn::LayerNorm ln{.use_bias = use_bias, .use_scale = use_scale, .bias_init = init::ones};
     auto [y, vars] = ln.init_with_output(rnd::PRNGKey(0), x);
     CHECK(vars.contains("params/scale") == use_scale);
@@ -215,7 +223,8 @@ TEST_CASE("LayerNorm use_scale / use_bias flags drop the params") {
   }
 }
 
-TEST_CASE("LayerNorm variance: v2021 (flax 0.3.4) does not clip E[x^2] - E[x]^2 at 0, current does") {
+TEST_CASE(
+    "LayerNorm variance: v2021 (flax 0.3.4) does not clip E[x^2] - E[x]^2 at 0, current does") {
   // A constant vector of a large value: float32 E[x^2] rounds below E[x]^2, so the one-pass
   // variance is negative (-1/16 here). Flax 0.3.4 takes rsqrt(var + eps) of it -> NaN; since
   // 0.3.6 the variance is clipped at 0, so x - mean = 0 gives 0.
@@ -231,7 +240,8 @@ TEST_CASE("LayerNorm variance: v2021 (flax 0.3.4) does not clip E[x^2] - E[x]^2 
   for (double v : v2021.to_double()) CHECK(std::isnan(v));
   // A well-conditioned input gives the same result in every profile.
   Array z = Array::vector({1, -2, 0.5f, 4});
-  CHECK(ln.apply(vars, jnp::full({5}, 2.f)).to_float() == ln.apply(vars, jnp::full({5}, 2.f), nn::Compat::v2021).to_float());
+  CHECK(ln.apply(vars, jnp::full({5}, 2.f)).to_float() ==
+        ln.apply(vars, jnp::full({5}, 2.f), nn::Compat::v2021).to_float());
   auto vz = ln.init(rnd::PRNGKey(0), z);
   CHECK(ln.apply(vz, z).to_float() == ln.apply(vz, z, nn::Compat::v2021).to_float());
 }
@@ -261,13 +271,15 @@ TEST_CASE("Dropout is the identity when deterministic or rate == 0, zeros when r
   CHECK(nn::Dropout{.rate = 0.5}.init(rnd::PRNGKey(0), x, false, dropout_rng(1)).empty());
 }
 
-TEST_CASE("Dropout keeps entries as exactly x / keep; the mask is bernoulli(make_rng('dropout'), keep)") {
+TEST_CASE(
+    "Dropout keeps entries as exactly x / keep; the mask is bernoulli(make_rng('dropout'), keep)") {
   Array x = iota_plus_one({4, 8});
   for (double rate : {0.1, 0.5, 0.75}) {
     float keep = static_cast<float>(1.0 - rate);
     Array y = nn::Dropout{.rate = rate}.apply(Tree{}, x, false, dropout_rng(3));
     // The key is make_rng('dropout') in the Dropout's own scope: counter 1 at the root path.
-    Array mask = rnd::bernoulli(nn::derive_key(nn::Compat::current, rnd::PRNGKey(3), {}, 1), keep, x.shape());
+    Array mask = rnd::bernoulli(nn::derive_key(nn::Compat::current, rnd::PRNGKey(3), {}, 1), keep,
+                                x.shape());
     int kept = 0;
     for (int64_t i = 0; i < x.size(); ++i) {
       float xi = x.data<float>()[i], yi = y.data<float>()[i];
@@ -289,16 +301,21 @@ TEST_CASE("Dropout keeps a fraction ~ 1 - rate of a large input") {
   Array x = jnp::ones({200, 1000});
   for (double rate : {0.1, 0.3, 0.5, 0.9}) {
     Array y = nn::Dropout{.rate = rate}.apply(Tree{}, x, false, dropout_rng(7));
-    double kept = jnp::sum(jnp::not_equal(y, Array(0.f))).item<double>() / static_cast<double>(x.size());
+    double kept =
+        jnp::sum(jnp::not_equal(y, Array(0.f))).item<double>() / static_cast<double>(x.size());
     CHECK(std::fabs(kept - (1 - rate)) < 0.006);
   }
 }
 
 TEST_CASE("Dropout broadcast_dims share one mask entry along those axes") {
   Array x = iota_plus_one({3, 4, 50});
-  auto dropped = [](const Array& y, int64_t i, int64_t j, int64_t k) { return y.data<float>()[(i * 4 + j) * 50 + k] == 0.f; };
-  for (std::vector<int64_t> dims : {std::vector<int64_t>{0}, std::vector<int64_t>{-1}, std::vector<int64_t>{0, 1}}) {
-    Array y = nn::Dropout{.rate = 0.5, .broadcast_dims = dims}.apply(Tree{}, x, false, dropout_rng(5));
+  auto dropped = [](const Array& y, int64_t i, int64_t j, int64_t k) {
+    return y.data<float>()[(i * 4 + j) * 50 + k] == 0.f;
+  };
+  for (std::vector<int64_t> dims :
+       {std::vector<int64_t>{0}, std::vector<int64_t>{-1}, std::vector<int64_t>{0, 1}}) {
+    Array y =
+        nn::Dropout{.rate = 0.5, .broadcast_dims = dims}.apply(Tree{}, x, false, dropout_rng(5));
     auto shared = [&](int64_t axis) {
       for (int64_t d : dims)
         if (d == axis || d + 3 == axis) return true;
@@ -319,9 +336,11 @@ TEST_CASE("Dropout broadcast_dims share one mask entry along those axes") {
   }
   // The mask is drawn with the broadcast axes set to 1: shape (1, 4, 50) for dims {0}.
   Array y = nn::Dropout{.rate = 0.5, .broadcast_dims = {0}}.apply(Tree{}, x, false, dropout_rng(5));
-  Array mask = rnd::bernoulli(nn::derive_key(nn::Compat::current, rnd::PRNGKey(5), {}, 1), 0.5f, {1, 4, 50});
+  Array mask =
+      rnd::bernoulli(nn::derive_key(nn::Compat::current, rnd::PRNGKey(5), {}, 1), 0.5f, {1, 4, 50});
   for (int64_t i = 0; i < 3; ++i)
-    for (int64_t jk = 0; jk < 200; ++jk) CHECK((y.data<float>()[i * 200 + jk] != 0.f) == (mask.data<uint8_t>()[jk] != 0));
+    for (int64_t jk = 0; jk < 200; ++jk)
+      CHECK((y.data<float>()[i * 200 + jk] != 0.f) == (mask.data<uint8_t>()[jk] != 0));
 }
 
 TEST_CASE("Dropout: same key gives the same mask, another key or another module a different one") {
@@ -355,15 +374,18 @@ TEST_CASE("Dropout errors: deterministic set on both or neither, missing rng, ba
   Array x = jnp::ones({2});
   nn::Dropout fixed{.rate = 0.5, .deterministic = true};
   CHECK_THROWS_WITH_AS(fixed.apply(Tree{}, x, false),
-                       "<root> (Dropout): deterministic is set both on the module and at the call", nn::ModuleError);
+                       "<root> (Dropout): deterministic is set both on the module and at the call",
+                       nn::ModuleError);
   CHECK_THROWS_WITH_AS(nn::Dropout{.rate = 0.5}.apply(Tree{}, x),
-                       "<root> (Dropout): deterministic must be set on the module or at the call", nn::ModuleError);
+                       "<root> (Dropout): deterministic must be set on the module or at the call",
+                       nn::ModuleError);
   // Flax's merge_param raises even when rate == 0.
   CHECK_THROWS_AS(nn::Dropout{.rate = 0.0}.apply(Tree{}, x), nn::ModuleError);
-  CHECK_THROWS_WITH_AS(nn::Dropout{.rate = 0.5}.apply(Tree{}, x, false),
-                       "<root> (Dropout): needs the rng stream 'dropout', which was not provided (pass "
-                       "nn::Rngs{{\"dropout\", key}} to apply)",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      nn::Dropout{.rate = 0.5}.apply(Tree{}, x, false),
+      "<root> (Dropout): needs the rng stream 'dropout', which was not provided (pass "
+      "nn::Rngs{{\"dropout\", key}} to apply)",
+      nn::ModuleError);
   CHECK_THROWS_WITH_AS(nn::Dropout{.rate = 1.5}.apply(Tree{}, x, false, dropout_rng(0)),
                        "<root> (Dropout): rate must be in [0, 1], got 1.500000", nn::ModuleError);
 }
@@ -393,7 +415,9 @@ Array with_element(const Array& a, int64_t i, float v) {
 Tree jitter(const Tree& params, uint32_t seed) {
   auto leaves = leaves_of(params);
   for (size_t i = 0; i < leaves.size(); ++i)
-    leaves[i] = leaves[i] + 0.3f * rnd::normal(rnd::fold_in(rnd::PRNGKey(seed), static_cast<uint32_t>(i)), leaves[i].shape());
+    leaves[i] =
+        leaves[i] + 0.3f * rnd::normal(rnd::fold_in(rnd::PRNGKey(seed), static_cast<uint32_t>(i)),
+                                       leaves[i].shape());
   return rebuild_like(params, leaves);
 }
 
@@ -405,7 +429,9 @@ double central_difference(const std::function<double(float)>& at, float p) {
 
 using Loss = std::function<Array(const Tree&, const Array&)>;
 
-double value(const Loss& loss, const Tree& params, const Array& x) { return loss(params, x).item<double>(); }
+double value(const Loss& loss, const Tree& params, const Array& x) {
+  return loss(params, x).item<double>();
+}
 
 // grad(loss)(params, x) against central differences in every parameter coordinate.
 void check_param_grads(const Loss& loss, const Tree& params, const Array& x) {
@@ -422,7 +448,8 @@ void check_param_grads(const Loss& loss, const Tree& params, const Array& x) {
           },
           leaves[k].data<float>()[i]);
       double ad = gl[k].data<float>()[i];
-      CHECK_MESSAGE(std::fabs(ad - fd) <= kTol * (1 + std::fabs(fd)), "leaf ", k, " element ", i, ": ", ad, " vs ", fd);
+      CHECK_MESSAGE(std::fabs(ad - fd) <= kTol * (1 + std::fabs(fd)), "leaf ", k, " element ", i,
+                    ": ", ad, " vs ", fd);
     }
 }
 
@@ -431,9 +458,11 @@ void check_input_grads(const Loss& loss, const Tree& params, const Array& x) {
   Array g = grad<1>(loss)(params, x);
   REQUIRE(g.shape() == x.shape());
   for (int64_t i = 0; i < x.size(); ++i) {
-    double fd = central_difference([&](float v) { return value(loss, params, with_element(x, i, v)); }, x.data<float>()[i]);
+    double fd = central_difference(
+        [&](float v) { return value(loss, params, with_element(x, i, v)); }, x.data<float>()[i]);
     double ad = g.data<float>()[i];
-    CHECK_MESSAGE(std::fabs(ad - fd) <= kTol * (1 + std::fabs(fd)), "x element ", i, ": ", ad, " vs ", fd);
+    CHECK_MESSAGE(std::fabs(ad - fd) <= kTol * (1 + std::fabs(fd)), "x element ", i, ": ", ad,
+                  " vs ", fd);
   }
 }
 
@@ -486,19 +515,26 @@ TEST_CASE("gradients: Dense then Dropout with a fixed dropout key") {
   };
   DenseDropout model;
   Array x = rnd::normal(rnd::PRNGKey(3), {2, 3});
-  Tree params = jitter(model.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(4)}}, x)["params"], 3);
+  Tree params = jitter(
+      model.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(4)}}, x)["params"],
+      3);
   auto loss = loss_of(model, {2, 6}, dropout_rng(4));
   check_param_grads(loss, params, x);
   check_input_grads(loss, params, x);
   // Dropout alone: dy/dx = mask / keep exactly.
   Array xd = iota_plus_one({10});
-  Array gd = grad([](const Array& v) { return jnp::sum(nn::Dropout{.rate = 0.5}.apply(Tree{}, v, false, dropout_rng(8))); })(xd);
+  Array gd = grad([](const Array& v) {
+    return jnp::sum(nn::Dropout{.rate = 0.5}.apply(Tree{}, v, false, dropout_rng(8)));
+  })(xd);
   Array y = nn::Dropout{.rate = 0.5}.apply(Tree{}, xd, false, dropout_rng(8));
-  for (int64_t i = 0; i < 10; ++i) CHECK(gd.data<float>()[i] == (y.data<float>()[i] != 0.f ? 2.f : 0.f));
+  for (int64_t i = 0; i < 10; ++i)
+    CHECK(gd.data<float>()[i] == (y.data<float>()[i] != 0.f ? 2.f : 0.f));
 }
 
-TEST_CASE("gradients: Sequential [Dense, tanh, LayerNorm, Dense] w.r.t. the params tree and input") {
-  nn::Sequential seq{.layers = {nn::Dense{.features = 4}, nn::tanh, nn::LayerNorm{}, nn::Dense{.features = 2}}};
+TEST_CASE(
+    "gradients: Sequential [Dense, tanh, LayerNorm, Dense] w.r.t. the params tree and input") {
+  nn::Sequential seq{
+      .layers = {nn::Dense{.features = 4}, nn::tanh, nn::LayerNorm{}, nn::Dense{.features = 2}}};
   Array x = rnd::normal(rnd::PRNGKey(5), {3, 3});
   Tree params = jitter(seq.init(rnd::PRNGKey(0), x)["params"], 5);
   CHECK(params.keys() == std::vector<std::string>{"layers_0", "layers_2", "layers_3"});

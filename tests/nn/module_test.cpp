@@ -1,9 +1,9 @@
 // The module system against Flax's published known answers (flax-semantics.md §2.5, §7), naming
 // rules, init/apply plumbing and error messages.
-#include <doctest/doctest.h>
-
 #include <algorithm>
 #include <cmath>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "core/random.hpp"
@@ -59,9 +59,9 @@ TEST_CASE("rng_guide: make_rng keys per scope and counter (lazy scheme)") {
   RNGModule{}.init(rnd::PRNGKey(0));
   std::vector<std::array<uint32_t, 2>> want = {
       {1428664606, 3351135085}, {3456700291, 3873160899}, {2411773124, 4124888837},  // root 1..3
-      {3858825717, 2323087578}, {601859108, 3782857444},                             // RNGSubModule_0
-      {234240654, 1028548813},  {3650462303, 2124609379},                            // .../RNGSubSubModule_0
-      {426957352, 2006350344}};                                                      // RNGSubModule_1
+      {3858825717, 2323087578}, {601859108, 3782857444},   // RNGSubModule_0
+      {234240654, 1028548813},  {3650462303, 2124609379},  // .../RNGSubSubModule_0
+      {426957352, 2006350344}};                            // RNGSubModule_1
   CHECK(g_keys == want);
 }
 
@@ -87,8 +87,10 @@ TEST_CASE("root key derivation in both schemes (scope_test.test_rng, flax-semant
   CHECK(nn::sha1_prefix32(std::string("\x01", 1)) == 0xbf8b4530u);
   // gmlp_flax's layer-0 proj_in kernel (§3.3).
   std::vector<std::string> p = {"layers_0", "layers_0", "layers_0", "proj_in"};
-  CHECK(pair(nn::derive_key(nn::Compat::v2021, rnd::PRNGKey(0), p, 1)) == std::array<uint32_t, 2>{1120645633, 1194164086});
-  CHECK(pair(nn::derive_key(nn::Compat::current, rnd::PRNGKey(0), p, 1)) == std::array<uint32_t, 2>{1041129777, 1704446013});
+  CHECK(pair(nn::derive_key(nn::Compat::v2021, rnd::PRNGKey(0), p, 1)) ==
+        std::array<uint32_t, 2>{1120645633, 1194164086});
+  CHECK(pair(nn::derive_key(nn::Compat::current, rnd::PRNGKey(0), p, 1)) ==
+        std::array<uint32_t, 2>{1041129777, 1704446013});
 }
 
 TEST_CASE("sha1 matches FIPS 180 test vectors") {
@@ -143,23 +145,24 @@ TEST_CASE("Embed(5, 3).init(key(0)): docstring values in both bit modes") {
   nn::Embed layer{.num_embeddings = 5, .features = 3};
   auto v24 = layer.init(rnd::PRNGKey(0), ids, nn::Compat::v2024);
   check_close(v24.at("params/embedding").array(),
-              {-0.28884724f, 0.19018005f, -0.414205f, -0.11768015f, -0.54618824f, -0.3789283f, 0.30428642f,
-               0.49511626f, 0.01706631f, -0.0982546f, -0.43055868f, 0.20654906f, -0.688412f, -0.46882293f,
-               0.26723292f},
+              {-0.28884724f, 0.19018005f, -0.414205f, -0.11768015f, -0.54618824f, -0.3789283f,
+               0.30428642f, 0.49511626f, 0.01706631f, -0.0982546f, -0.43055868f, 0.20654906f,
+               -0.688412f, -0.46882293f, 0.26723292f},
               1e-6);
   auto vars = layer.init(rnd::PRNGKey(0), ids);
   Array table = vars.at("params/embedding").array();
   check_close(table,
-              {0.04396089f, -0.9328513f, -0.97328115f, 0.41147125f, 0.66334754f, 0.49469155f, 0.09719624f,
-               0.49861377f, 0.49519277f, -0.13316602f, 0.6697022f, 0.3710195f, -0.5039532f, 0.287319f,
-               1.4369922f},
+              {0.04396089f, -0.9328513f, -0.97328115f, 0.41147125f, 0.66334754f, 0.49469155f,
+               0.09719624f, 0.49861377f, 0.49519277f, -0.13316602f, 0.6697022f, 0.3710195f,
+               -0.5039532f, 0.287319f, 1.4369922f},
               1e-6);
   // apply with [[0,1,2],[-1,-2,-3]] returns rows 0,1,2 and 4,3,2: negative ids wrap.
   Array out = layer.apply(vars, ids);
   CHECK(out.shape() == Shape{2, 3, 3});
   const int rows[6] = {0, 1, 2, 4, 3, 2};
   for (int i = 0; i < 6; ++i)
-    for (int j = 0; j < 3; ++j) CHECK(out.data<float>()[i * 3 + j] == table.data<float>()[rows[i] * 3 + j]);
+    for (int j = 0; j < 3; ++j)
+      CHECK(out.data<float>()[i * 3 + j] == table.data<float>()[rows[i] * 3 + j]);
 }
 
 TEST_CASE("Dropout docstring: Dense(4) then Dropout(0.5), both bit modes") {
@@ -167,13 +170,16 @@ TEST_CASE("Dropout docstring: Dense(4) then Dropout(0.5), both bit modes") {
   Array x = jnp::ones({1, 3});
   DropoutMLP model;
   for (auto [compat, plain, dropped] :
-       {std::tuple{nn::Compat::v2024, std::vector<float>{-0.88686204f, -0.5928178f, -0.5184689f, -0.4345976f},
+       {std::tuple{nn::Compat::v2024,
+                   std::vector<float>{-0.88686204f, -0.5928178f, -0.5184689f, -0.4345976f},
                    std::vector<float>{0.f, -1.1856356f, -1.0369378f, 0.f}},
-        std::tuple{nn::Compat::current, std::vector<float>{-0.17875527f, 1.6255447f, -1.2431065f, -0.02554005f},
+        std::tuple{nn::Compat::current,
+                   std::vector<float>{-0.17875527f, 1.6255447f, -1.2431065f, -0.02554005f},
                    std::vector<float>{-0.35751054f, 3.2510893f, 0.f, 0.f}}}) {
     auto vars = model.init(rnd::PRNGKey(0), x, false, compat);
     check_close(model.apply(vars, x, false, compat), plain, 1e-6);
-    check_close(model.apply(vars, x, true, nn::Rngs{{"dropout", rnd::PRNGKey(1)}}, compat), dropped, 2e-6);
+    check_close(model.apply(vars, x, true, nn::Rngs{{"dropout", rnd::PRNGKey(1)}}, compat), dropped,
+                2e-6);
   }
 }
 
@@ -186,36 +192,40 @@ TEST_CASE("flax 0.3.4 flax_basics notebook: SimpleDense, Dense(5), ExplicitMLP (
 
   auto sd = SimpleDense{.features = 3}.init(key2, rnd::uniform(key1, {4, 4}), nn::Compat::v2021);
   check_close(sd.at("params/kernel").array(),
-              {0.6503669f, 0.8678979f, 0.46042678f, 0.05673932f, 0.9909285f, -0.63536596f, 0.76134115f, -0.3250529f,
-               -0.6522163f, -0.8243032f, 0.4150194f, 0.19405058f},
+              {0.6503669f, 0.8678979f, 0.46042678f, 0.05673932f, 0.9909285f, -0.63536596f,
+               0.76134115f, -0.3250529f, -0.6522163f, -0.8243032f, 0.4150194f, 0.19405058f},
               5e-6);
   check_close(sd.at("params/bias").array(), {0.f, 0.f, 0.f}, 0);
 
   Array x = rnd::normal(key1, {10});
   nn::Dense dense{.features = 5};
   auto dv = dense.init(key2, x, nn::Compat::v2021);
-  check_close(dense.apply(dv, x, nn::Compat::v2021), {-0.7358944f, 1.3583755f, -0.7976871f, 0.8168598f, 0.6297793f},
-              5e-6);
+  check_close(dense.apply(dv, x, nn::Compat::v2021),
+              {-0.7358944f, 1.3583755f, -0.7976871f, 0.8168598f, 0.6297793f}, 5e-6);
 
   Array xu = rnd::uniform(key1, {4, 4});
   ExplicitMLP mlp{.features = {3, 4, 5}};
   auto mv = mlp.init(key2, xu, nn::Compat::v2021);
   CHECK(mv.at("params").keys() == std::vector<std::string>{"layers_0", "layers_1", "layers_2"});
   Array y = mlp.apply(mv, xu, nn::Compat::v2021);
-  check_close(jnp::index(y, 0), {4.2292822e-02f, -4.3807123e-02f, 2.9323796e-02f, 6.5492545e-03f, -1.7147183e-02f},
+  check_close(jnp::index(y, 0),
+              {4.2292822e-02f, -4.3807123e-02f, 2.9323796e-02f, 6.5492545e-03f, -1.7147183e-02f},
               5e-6);
 }
 
 TEST_CASE("rng_guide Dense_0 with kernel_init = jax.random.normal, use_bias = False") {
   struct Wrap : nn::Module<Wrap> {
     Array operator()(nn::Scope& s, const Array& x) const {
-      return s(nn::Dense{.features = 2, .use_bias = false,
-                         .kernel_init = [](rnd::Key k, const Shape& shape, DType) { return rnd::normal(k, shape); }},
+      return s(nn::Dense{.features = 2,
+                         .use_bias = false,
+                         .kernel_init = [](rnd::Key k, const Shape& shape,
+                                           DType) { return rnd::normal(k, shape); }},
                x);
     }
   };
   auto vars = Wrap{}.init(rnd::PRNGKey(0), jnp::ones({1, 2}));
-  check_close(vars.at("params/Dense_0/kernel").array(), {-1.6185919f, 0.700908f, -1.3146383f, -0.79342234f}, 1e-6);
+  check_close(vars.at("params/Dense_0/kernel").array(),
+              {-1.6185919f, 0.700908f, -1.3146383f, -0.79342234f}, 1e-6);
   CHECK(!vars.contains("params/Dense_0/bias"));
 }
 
@@ -225,7 +235,8 @@ namespace {
 struct MLP : nn::Module<MLP> {  // Flax's README example
   std::vector<int64_t> features;
   Array operator()(nn::Scope& s, Array x) const {
-    for (size_t i = 0; i + 1 < features.size(); ++i) x = nn::relu(s(nn::Dense{.features = features[i]}, x));
+    for (size_t i = 0; i + 1 < features.size(); ++i)
+      x = nn::relu(s(nn::Dense{.features = features[i]}, x));
     return s(nn::Dense{.features = features.back()}, x);
   }
 };
@@ -243,7 +254,8 @@ TEST_CASE("autonames per class per parent, reset on every call; insertion order 
   Array x = jnp::ones({2, 4});
   Mixed m;
   auto vars = m.init(rnd::PRNGKey(0), x);
-  CHECK(vars.at("params").keys() == std::vector<std::string>{"Dense_0", "LayerNorm_0", "Dense_1", "MLP_0"});
+  CHECK(vars.at("params").keys() ==
+        std::vector<std::string>{"Dense_0", "LayerNorm_0", "Dense_1", "MLP_0"});
   CHECK(vars.at("params/MLP_0").keys() == std::vector<std::string>{"Dense_0", "Dense_1"});
   CHECK(vars.at("params/Dense_0").keys() == std::vector<std::string>{"kernel", "bias"});
   CHECK(vars.at("params/LayerNorm_0").keys() == std::vector<std::string>{"scale", "bias"});
@@ -287,10 +299,11 @@ TEST_CASE("mutable collections: variable, put_variable, apply returns updates") 
   CHECK(vars.at("counter/count").array().item<float>() == 0.f);
   auto [y, updates] = Counter{}.apply(vars, Array(1.f), nn::Mutable{"counter"});
   CHECK(updates.at("counter/count").array().item<float>() == 1.f);
-  CHECK_THROWS_WITH_AS(Counter{}.apply(vars, Array(1.f)),
-                       "<root> (Counter): cannot write 'count': collection 'counter' is not mutable (pass "
-                       "nn::Mutable{\"counter\"} to apply)",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      Counter{}.apply(vars, Array(1.f)),
+      "<root> (Counter): cannot write 'count': collection 'counter' is not mutable (pass "
+      "nn::Mutable{\"counter\"} to apply)",
+      nn::ModuleError);
 }
 
 TEST_CASE("errors name the module path") {
@@ -299,15 +312,17 @@ TEST_CASE("errors name the module path") {
   auto vars = model.init(rnd::PRNGKey(0), x);
   // Missing parameter.
   auto no_bias = Tree{{"params", vars["params"].erase("Dense_1/bias")}};
-  CHECK_THROWS_WITH_AS(model.apply(no_bias, x),
-                       "Dense_1 (Dense): parameter 'bias' is missing from the variables (expected at "
-                       "'params/Dense_1/bias')",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      model.apply(no_bias, x),
+      "Dense_1 (Dense): parameter 'bias' is missing from the variables (expected at "
+      "'params/Dense_1/bias')",
+      nn::ModuleError);
   // Stored shape differs from what the module expects.
-  CHECK_THROWS_WITH_AS(model.apply(vars, jnp::ones({2, 5})),
-                       "Dense_0 (Dense): parameter 'kernel' has shape (4,3) in the variables; the module "
-                       "expects (5,3)",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      model.apply(vars, jnp::ones({2, 5})),
+      "Dense_0 (Dense): parameter 'kernel' has shape (4,3) in the variables; the module "
+      "expects (5,3)",
+      nn::ModuleError);
   // Name used twice in one call.
   struct Dup : nn::Module<Dup> {
     Array operator()(nn::Scope& s, const Array& x) const {
@@ -315,26 +330,30 @@ TEST_CASE("errors name the module path") {
       return s.call("proj", nn::Dense{.features = 2}, x);
     }
   };
-  CHECK_THROWS_WITH_AS(Dup{}.init(rnd::PRNGKey(0), x), "<root> (Dup): name 'proj' is used twice in this module",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(Dup{}.init(rnd::PRNGKey(0), x),
+                       "<root> (Dup): name 'proj' is used twice in this module", nn::ModuleError);
   // An rng stream the call needs but was not given.
   DropoutMLP dm;
   auto dv = dm.init(rnd::PRNGKey(0), x, false);
-  CHECK_THROWS_WITH_AS(dm.apply(dv, x, true),
-                       "Dropout_0 (Dropout): needs the rng stream 'dropout', which was not provided (pass "
-                       "nn::Rngs{{\"dropout\", key}} to apply)",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      dm.apply(dv, x, true),
+      "Dropout_0 (Dropout): needs the rng stream 'dropout', which was not provided (pass "
+      "nn::Rngs{{\"dropout\", key}} to apply)",
+      nn::ModuleError);
   // Wrong input rank / dtype.
   CHECK_THROWS_WITH_AS(model.apply(vars, Array::from({2}, std::vector<int32_t>{1, 2})),
-                       "Dense_0 (Dense): expected a float32 input of rank >= 1, got int32 (2,)", nn::ModuleError);
+                       "Dense_0 (Dense): expected a float32 input of rank >= 1, got int32 (2,)",
+                       nn::ModuleError);
   nn::Embed embed{.num_embeddings = 5, .features = 2};
   Array bad_ids = Array::from({2}, std::vector<int32_t>{1, 5});
-  CHECK_THROWS_WITH_AS(embed.init(rnd::PRNGKey(0), bad_ids),
-                       "<root> (Embed): token id 5 at flat position 1 is out of range for num_embeddings = 5 "
-                       "(valid: [-5, 5))",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      embed.init(rnd::PRNGKey(0), bad_ids),
+      "<root> (Embed): token id 5 at flat position 1 is out of range for num_embeddings = 5 "
+      "(valid: [-5, 5))",
+      nn::ModuleError);
   CHECK_THROWS_WITH_AS(embed.init(rnd::PRNGKey(0), jnp::ones({2})),
-                       "<root> (Embed): token ids must be integers (int32), got float32 (2,)", nn::ModuleError);
+                       "<root> (Embed): token ids must be integers (int32), got float32 (2,)",
+                       nn::ModuleError);
 }
 
 TEST_CASE("init and apply through another method (Flax's method=)") {
@@ -363,10 +382,11 @@ TEST_CASE("init and apply through another method (Flax's method=)") {
   CHECK(enc.at("params/encoder/kernel").array().to_float() ==
         vars.at("params/encoder/kernel").array().to_float());
   // A method whose parameters are missing fails naming them, as apply does.
-  CHECK_THROWS_WITH_AS(ae.apply(enc, &AutoEncoder::decode, z),
-                       "decoder (Dense): parameter 'kernel' is missing from the variables (expected at "
-                       "'params/decoder/kernel')",
-                       nn::ModuleError);
+  CHECK_THROWS_WITH_AS(
+      ae.apply(enc, &AutoEncoder::decode, z),
+      "decoder (Dense): parameter 'kernel' is missing from the variables (expected at "
+      "'params/decoder/kernel')",
+      nn::ModuleError);
 }
 
 TEST_CASE("a compact child re-created by a second call: rng counter restarts under v2021 only") {
@@ -386,7 +406,8 @@ TEST_CASE("a compact child re-created by a second call: rng counter restarts und
   Array x = jnp::ones({64});
   for (auto compat : {nn::Compat::v2021, nn::Compat::v2024, nn::Compat::current}) {
     CAPTURE(static_cast<int>(compat));
-    Tree vars = Twice{}.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(1)}}, x, compat);
+    Tree vars = Twice{}.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(1)}}, x,
+                             compat);
     Array y = Twice{}.apply(vars, x, nn::Rngs{{"dropout", rnd::PRNGKey(1)}}, compat);
     std::vector<float> first = jnp::index(y, 0).to_float(), second = jnp::index(y, 1).to_float();
     CHECK(std::count(first.begin(), first.end(), 0.f) > 16);  // a real mask, not all kept

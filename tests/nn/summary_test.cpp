@@ -4,10 +4,10 @@
 // "Total Parameters: N (X)"). The expected tables were rendered with Flax's _render_table code
 // and rich 13.3; Flax's string additionally starts with a newline and pads the title and caption
 // lines with spaces to the table width, which flaxpp leaves out.
-#include <doctest/doctest.h>
-
 #include <sstream>
 #include <string>
+
+#include <doctest/doctest.h>
 
 #include "core/ops.hpp"
 #include "core/random.hpp"
@@ -42,7 +42,8 @@ struct Foo : nn::Module<Foo> {  // the example in Flax's nn.tabulate docstring
 struct MLP : nn::Module<MLP> {  // Flax's README example
   std::vector<int64_t> features;
   Array operator()(nn::Scope& s, Array x) const {
-    for (size_t i = 0; i + 1 < features.size(); ++i) x = nn::relu(s(nn::Dense{.features = features[i]}, x));
+    for (size_t i = 0; i + 1 < features.size(); ++i)
+      x = nn::relu(s(nn::Dense{.features = features[i]}, x));
     return s(nn::Dense{.features = features.back()}, x);
   }
 };
@@ -127,21 +128,41 @@ struct Net : nn::Module<Net> {  // tied embeddings, nested blocks, a parameter-f
 };
 }  // namespace
 
-TEST_CASE("tabulate: nested paths, several inputs as a YAML list, parameter-free rows, repeated calls") {
+TEST_CASE(
+    "tabulate: nested paths, several inputs as a YAML list, parameter-free rows, repeated calls") {
   Array ids = Array::from({2, 5}, std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8, 9, 10});
-  std::string t = Net{}.tabulate(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(1)}}, ids, true);
+  std::string t = Net{}.tabulate(
+      nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(1)}}, ids, true);
   CHECK(has_line(t, "                                             Net Summary"));
   // Several arguments print as Flax's YAML list, Python's repr for scalars: (ids, True).
-  CHECK(has_line(t, "│                     │ Net       │ - int32[2,5]     │ float32[2,5,100] │                           │"));
-  CHECK(has_line(t, "│                     │           │ - True           │                  │                           │"));
-  CHECK(has_line(t, "│ embed               │ Embed     │ int32[2,5]       │ float32[2,5,4]   │ embedding: float32[100,4] │"));
-  CHECK(has_line(t, "│                     │           │                  │                  │ 400 (1.6 KB)              │"));
-  CHECK(has_line(t, "│ Block_0/LayerNorm_0 │ LayerNorm │ float32[2,5,4]   │ float32[2,5,4]   │ bias: float32[4]          │"));
-  CHECK(has_line(t, "│                     │           │                  │                  │ scale: float32[4]         │"));
+  CHECK(has_line(t,
+                 "│                     │ Net       │ - int32[2,5]     │ float32[2,5,100] │        "
+                 "                   │"));
+  CHECK(has_line(t,
+                 "│                     │           │ - True           │                  │        "
+                 "                   │"));
+  CHECK(has_line(t,
+                 "│ embed               │ Embed     │ int32[2,5]       │ float32[2,5,4]   │ "
+                 "embedding: float32[100,4] │"));
+  CHECK(has_line(t,
+                 "│                     │           │                  │                  │ 400 "
+                 "(1.6 KB)              │"));
+  CHECK(has_line(t,
+                 "│ Block_0/LayerNorm_0 │ LayerNorm │ float32[2,5,4]   │ float32[2,5,4]   │ bias: "
+                 "float32[4]          │"));
+  CHECK(has_line(t,
+                 "│                     │           │                  │                  │ scale: "
+                 "float32[4]         │"));
   // A module without params has an empty params cell; its `deterministic` argument shows.
-  CHECK(has_line(t, "│ Block_1/Dropout_0   │ Dropout   │ - float32[2,5,8] │ float32[2,5,8]   │                           │"));
-  CHECK(has_line(t, "│                     │           │ - False          │                  │                           │"));
-  CHECK(has_line(t, "│                     │           │                  │            Total │ 576 (2.3 KB)              │"));
+  CHECK(has_line(t,
+                 "│ Block_1/Dropout_0   │ Dropout   │ - float32[2,5,8] │ float32[2,5,8]   │        "
+                 "                   │"));
+  CHECK(has_line(t,
+                 "│                     │           │ - False          │                  │        "
+                 "                   │"));
+  CHECK(has_line(t,
+                 "│                     │           │                  │            Total │ 576 "
+                 "(2.3 KB)              │"));
   CHECK(has_line(t, "                                   Total Parameters: 576 (2.3 KB)"));
   // Rows in call order, each path once (the second call of `embed`, attend, is not repeated).
   std::vector<std::string> paths;
@@ -151,28 +172,37 @@ TEST_CASE("tabulate: nested paths, several inputs as a YAML list, parameter-free
       std::string p = l.substr(4, l.find(' ', 4) - 4);
       if (!p.empty()) paths.push_back(p);
     }
-  CHECK(paths == std::vector<std::string>{"embed", "Block_0", "Block_0/LayerNorm_0", "Block_0/Dense_0", "Block_0/Dropout_0",
-                                          "Block_0/Dense_1", "Block_1", "Block_1/LayerNorm_0", "Block_1/Dense_0",
+  CHECK(paths == std::vector<std::string>{"embed", "Block_0", "Block_0/LayerNorm_0",
+                                          "Block_0/Dense_0", "Block_0/Dropout_0", "Block_0/Dense_1",
+                                          "Block_1", "Block_1/LayerNorm_0", "Block_1/Dense_0",
                                           "Block_1/Dropout_0", "Block_1/Dense_1", "LayerNorm_0"});
   CHECK(count_lines_starting(t, "│ embed ") == 1);
 }
 
-TEST_CASE("tabulate: byte units as Flax's _bytes_repr (decimal, strict thresholds, ',' separators)") {
+TEST_CASE(
+    "tabulate: byte units as Flax's _bytes_repr (decimal, strict thresholds, ',' separators)") {
   struct Units : nn::Module<Units> {
     Array operator()(nn::Scope& s, const Array& x) const {
-      s.call("b1000", nn::Dense{.features = 5}, jnp::ones({1, 49}));    // 250 params = 1000 B
-      s.call("b1004", nn::Dense{.features = 1}, jnp::ones({1, 250}));   // 251 params = 1004 B
+      s.call("b1000", nn::Dense{.features = 5}, jnp::ones({1, 49}));     // 250 params = 1000 B
+      s.call("b1004", nn::Dense{.features = 1}, jnp::ones({1, 250}));    // 251 params = 1004 B
       s.call("kb999", nn::Dense{.features = 3}, jnp::ones({1, 83332}));  // 999,996 B
       s.call("mb", nn::Dense{.features = 1000}, jnp::ones({1, 1000}));
       return x;
     }
   };
   std::string t = Units{}.tabulate(rnd::PRNGKey(0), jnp::ones({2}));
-  CHECK(has_line(t, "│       │        │                  │                 │ 250 (1,000 B)              │"));  // not "1.0 KB"
-  CHECK(has_line(t, "│       │        │                  │                 │ 251 (1.0 KB)               │"));
-  CHECK(has_line(t, "│       │        │                  │                 │ 249,999 (1,000.0 KB)       │"));  // Python rounds up
-  CHECK(has_line(t, "│       │        │                  │                 │ 1,001,000 (4.0 MB)         │"));
-  CHECK(has_line(t, "│       │        │                  │           Total │ 1,251,500 (5.0 MB)         │"));
+  CHECK(has_line(t,
+                 "│       │        │                  │                 │ 250 (1,000 B)            "
+                 "  │"));  // not "1.0 KB"
+  CHECK(has_line(
+      t, "│       │        │                  │                 │ 251 (1.0 KB)               │"));
+  CHECK(has_line(t,
+                 "│       │        │                  │                 │ 249,999 (1,000.0 KB)     "
+                 "  │"));  // Python rounds up
+  CHECK(has_line(
+      t, "│       │        │                  │                 │ 1,001,000 (4.0 MB)         │"));
+  CHECK(has_line(
+      t, "│       │        │                  │           Total │ 1,251,500 (5.0 MB)         │"));
   CHECK(has_line(t, "                        Total Parameters: 1,251,500 (5.0 MB)"));
 }
 

@@ -1,18 +1,21 @@
 // optax-style optimizers and schedules against hand-computed updates (double precision on the
 // check side; float32 results within 1e-6 relative, the rounding of a handful of float32 ops).
-#include <doctest/doctest.h>
+#include "optax/optax.hpp"
 
 #include <cmath>
 #include <numbers>
 
+#include <doctest/doctest.h>
+
 #include "core/ops.hpp"
 #include "core/random.hpp"
-#include "optax/optax.hpp"
 
 using namespace flaxpp;
 
 namespace {
-Tree P(std::vector<float> w) { return Tree{{"w", Array::from({static_cast<int64_t>(w.size())}, w)}}; }
+Tree P(std::vector<float> w) {
+  return Tree{{"w", Array::from({static_cast<int64_t>(w.size())}, w)}};
+}
 std::vector<float> W(const Tree& t) { return t.at("w").array().to_float(); }
 void near(const std::vector<float>& got, const std::vector<double>& want, double rel = 1e-6) {
   REQUIRE(got.size() == want.size());
@@ -76,7 +79,8 @@ TEST_CASE("adam and adamw: two steps against the formulas") {
 TEST_CASE("adamw mask excludes leaves from weight decay") {
   Tree p{{"kernel", Array::vector({1.f})}, {"bias", Array::vector({1.f})}};
   Tree zero{{"kernel", Array::vector({0.f})}, {"bias", Array::vector({0.f})}};
-  auto tx = optax::adamw(0.1, 0.9, 0.999, 1e-8, 0.5, [](const std::string& path) { return path != "bias"; });
+  auto tx = optax::adamw(0.1, 0.9, 0.999, 1e-8, 0.5,
+                         [](const std::string& path) { return path != "bias"; });
   auto [u, s] = tx.update(zero, tx.init(p), p);
   CHECK(u.at("kernel").array().item<float>() == doctest::Approx(-0.05));
   CHECK(u.at("bias").array().item<float>() == 0.f);
@@ -119,17 +123,20 @@ TEST_CASE("schedules follow optax's formulas") {
   CHECK(W(u0)[0] == -1.f);
   CHECK(W(u1)[0] == -0.5f);
   CHECK(st2["0"]["count"].array().item<int32_t>() == 2);
-  CHECK_THROWS_WITH_AS(optax::warmup_cosine_decay_schedule(0, 1, 10, 10),
-                       "warmup_cosine_decay_schedule: decay_steps (10) must exceed warmup_steps (10)",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      optax::warmup_cosine_decay_schedule(0, 1, 10, 10),
+      "warmup_cosine_decay_schedule: decay_steps (10) must exceed warmup_steps (10)",
+      std::invalid_argument);
 }
 
 TEST_CASE("scale_by_adam's one-pass kernel gives the bits of the jnp formula, keeping key order") {
   // Leaves inserted as z, a (not sorted) with 70000 elements each, so the kernel runs in parallel.
-  Array g_z = random::normal(random::PRNGKey(1), {70000}), g_a = random::normal(random::PRNGKey(2), {7, 3});
+  Array g_z = random::normal(random::PRNGKey(1), {70000}),
+        g_a = random::normal(random::PRNGKey(2), {7, 3});
   Tree params{{"z", jnp::zeros({70000})}, {"a", jnp::zeros({7, 3})}};
   Tree grads{{"z", g_z}, {"a", g_a}};
-  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, one_b1 = static_cast<float>(1 - 0.9), one_b2 = static_cast<float>(1 - 0.999);
+  const float b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, one_b1 = static_cast<float>(1 - 0.9),
+              one_b2 = static_cast<float>(1 - 0.999);
   auto tx = optax::scale_by_adam(0.9, 0.999, 1e-8);
   Tree st = tx.init(params);
   Array mu_z = jnp::zeros({70000}), nu_z = jnp::zeros({70000});
@@ -140,7 +147,8 @@ TEST_CASE("scale_by_adam's one-pass kernel gives the bits of the jnp formula, ke
     CHECK(st["mu"].keys() == std::vector<std::string>{"z", "a"});
     mu_z = one_b1 * g_z + b1 * mu_z;
     nu_z = one_b2 * (g_z * g_z) + b2 * nu_z;
-    float c1 = 1.f - std::pow(b1, static_cast<float>(count)), c2 = 1.f - std::pow(b2, static_cast<float>(count));
+    float c1 = 1.f - std::pow(b1, static_cast<float>(count)),
+          c2 = 1.f - std::pow(b2, static_cast<float>(count));
     Array want = (mu_z / c1) / (jnp::sqrt(nu_z / c2 + 0.f) + eps);
     CHECK(st["mu"]["z"].array().to_float() == mu_z.to_float());
     CHECK(st["nu"]["z"].array().to_float() == nu_z.to_float());
@@ -149,6 +157,7 @@ TEST_CASE("scale_by_adam's one-pass kernel gives the bits of the jnp formula, ke
   }
   // A state that does not match the updates fails with map's message, naming the op and the path.
   Tree bad{{"mu", Tree{{"z", jnp::zeros({70000})}}}, {"nu", st["nu"]}, {"count", st["count"]}};
-  CHECK_THROWS_WITH_AS(tx.update(grads, bad), doctest::Contains("scale_by_adam: tree structures differ"),
+  CHECK_THROWS_WITH_AS(tx.update(grads, bad),
+                       doctest::Contains("scale_by_adam: tree structures differ"),
                        std::invalid_argument);
 }

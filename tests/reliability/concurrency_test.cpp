@@ -3,18 +3,18 @@
 // mode is a per-thread override of a process-wide setting) and rng streams. scripts/check runs
 // this binary under ThreadSanitizer (build-tsan/), so any data race in the module system, the
 // autodiff tape or random's global settings fails there.
-#include <doctest/doctest.h>
-
 #include <latch>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
 #include "core/random.hpp"
-#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/nn.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 namespace rnd = flaxpp::random;
@@ -65,11 +65,13 @@ TEST_CASE("concurrent init with the same key, under mixed compatibility profiles
   const Tree expected_2021 = model().init(rnd::PRNGKey(0), x, nn::Compat::v2021);
   REQUIRE(!tree_equal(expected_current, expected_2021));
   auto got = on_threads<Tree>([&](int t, int) {
-    return t % 2 ? model().init(rnd::PRNGKey(0), x, nn::Compat::v2021) : model().init(rnd::PRNGKey(0), x);
+    return t % 2 ? model().init(rnd::PRNGKey(0), x, nn::Compat::v2021)
+                 : model().init(rnd::PRNGKey(0), x);
   });
   for (int t = 0; t < kThreads; ++t)
     for (int r = 0; r < kRounds; ++r)
-      CHECK_MESSAGE(tree_equal(got[static_cast<size_t>(t * kRounds + r)], t % 2 ? expected_2021 : expected_current),
+      CHECK_MESSAGE(tree_equal(got[static_cast<size_t>(t * kRounds + r)],
+                               t % 2 ? expected_2021 : expected_current),
                     "thread " << t << " round " << r);
   // The process-wide mode is untouched by the per-thread overrides.
   CHECK(rnd::bits_mode() == rnd::BitsMode::partitionable);
@@ -78,7 +80,9 @@ TEST_CASE("concurrent init with the same key, under mixed compatibility profiles
 TEST_CASE("concurrent value_and_grad on shared parameters") {
   const Array x = tokens();
   const Tree params = model().init(rnd::PRNGKey(0), x)["params"];
-  auto loss = [&](const Tree& p) { return models::next_token_loss(model().apply(Tree{{"params", p}}, x), x); };
+  auto loss = [&](const Tree& p) {
+    return models::next_token_loss(model().apply(Tree{{"params", p}}, x), x);
+  };
   auto [l0, g0] = value_and_grad(loss)(params);
   const Tree expected{{"loss", l0}, {"grads", g0}};
   auto got = on_threads<Tree>([&](int, int) {
@@ -95,14 +99,17 @@ TEST_CASE("concurrent dropout apply: per-call rng streams, no shared state") {
     }
   };
   const Array x = rnd::normal(rnd::PRNGKey(1), {8, 32});
-  const Tree vars = Net{}.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(0)}}, x);
+  const Tree vars =
+      Net{}.init(nn::Rngs{{"params", rnd::PRNGKey(0)}, {"dropout", rnd::PRNGKey(0)}}, x);
   std::vector<Tree> expected;
   for (int t = 0; t < kThreads; ++t)
     expected.push_back(Tree(Net{}.apply(vars, x, nn::Rngs{{"dropout", rnd::PRNGKey(100 + t)}})));
-  auto got = on_threads<Tree>(
-      [&](int t, int) { return Tree(Net{}.apply(vars, x, nn::Rngs{{"dropout", rnd::PRNGKey(100 + t)}})); });
+  auto got = on_threads<Tree>([&](int t, int) {
+    return Tree(Net{}.apply(vars, x, nn::Rngs{{"dropout", rnd::PRNGKey(100 + t)}}));
+  });
   for (int t = 0; t < kThreads; ++t)
-    for (int r = 0; r < kRounds; ++r) CHECK(tree_equal(got[static_cast<size_t>(t * kRounds + r)], expected[t]));
+    for (int r = 0; r < kRounds; ++r)
+      CHECK(tree_equal(got[static_cast<size_t>(t * kRounds + r)], expected[t]));
 }
 
 TEST_CASE("concurrent serialization of one shared tree") {
@@ -111,7 +118,8 @@ TEST_CASE("concurrent serialization of one shared tree") {
   const std::string json = to_json(vars);
   auto got = on_threads<Tree>([&](int t, int) {
     Tree back = t % 2 ? from_bytes(vars, to_bytes(vars)) : from_json(vars, to_json(vars));
-    return Tree{{"back", back}, {"same_bytes", Array(to_bytes(vars) == bytes && to_json(vars) == json)}};
+    return Tree{{"back", back},
+                {"same_bytes", Array(to_bytes(vars) == bytes && to_json(vars) == json)}};
   });
   for (const auto& g : got) {
     CHECK(tree_equal(g["back"], vars));

@@ -3,11 +3,7 @@
 // and is exactly one of the versions written (never torn, never older than one seen before), and
 // the temporary files the killed writes leave behind break neither load() nor checkpoint_steps()
 // / restore_checkpoint().
-#include <doctest/doctest.h>
-
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,8 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "serialization/serialization.hpp"
+#include <doctest/doctest.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
 #include "optax/optax.hpp"
+#include "serialization/serialization.hpp"
 #include "training/train_state.hpp"
 
 using namespace flaxpp;
@@ -55,7 +55,9 @@ int32_t verify_params(const Tree& params, int32_t id) {
     if (v != static_cast<float>(id % 1000)) return -1;
   return id;
 }
-int32_t verify(const Tree& t) { return verify_params(t["params"], t["id"].array().item<int32_t>()); }
+int32_t verify(const Tree& t) {
+  return verify_params(t["params"], t["id"].array().item<int32_t>());
+}
 
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::path(FLAXPP_BINARY_DIR) / "test_tmp" / "reliability" / name;
@@ -107,7 +109,8 @@ void kill_and_reap(pid_t pid) {
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
   // The child must have been killed mid-loop, not have died on an exception of its own.
-  REQUIRE_MESSAGE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL), "writer exited with status " << status);
+  REQUIRE_MESSAGE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL),
+                  "writer exited with status " << status);
 }
 
 }  // namespace
@@ -149,13 +152,15 @@ TEST_CASE("save() killed at random points never leaves a torn file") {
     int32_t id = verify(t);
     REQUIRE_MESSAGE(id >= 0, "iteration " << it << ": the file holds no consistent version");
     // One of the versions written: the previous one, or one this child finished.
-    REQUIRE_MESSAGE((id == last || (id >= base && id < base + 100000)), "iteration " << it << ": unexpected id " << id);
+    REQUIRE_MESSAGE((id == last || (id >= base && id < base + 100000)),
+                    "iteration " << it << ": unexpected id " << id);
     changed += id != last;
     last = id;
     for (const auto& p : temps) fs::remove(p);  // they are 4 MB each
   }
-  MESSAGE(iterations << " kills in " << std::chrono::duration<double>(Clock::now() - start).count() << " s: "
-                     << changed << " saw a new version, " << leftover_seen << " left temporary files");
+  MESSAGE(iterations << " kills in " << std::chrono::duration<double>(Clock::now() - start).count()
+                     << " s: " << changed << " saw a new version, " << leftover_seen
+                     << " left temporary files");
   CHECK(changed >= iterations / 2);  // every even iteration finished a save before its kill
 }
 
@@ -185,7 +190,9 @@ TEST_CASE("save_checkpoint (keep = 2) killed at random points: restore_checkpoin
     // As above: even iterations kill only after one save finished.
     int fds[2];
     REQUIRE(::pipe(fds) == 0);
-    pid_t pid = spawn_writer([&](int32_t k) { training::save_checkpoint(dir, state_at(first + k), first + k, 2); }, fds[1]);
+    pid_t pid = spawn_writer(
+        [&](int32_t k) { training::save_checkpoint(dir, state_at(first + k), first + k, 2); },
+        fds[1]);
     if (it % 2 == 0) wait_for_one(fds[0]);
     std::this_thread::sleep_for(std::chrono::microseconds(delay(gen)));
     kill_and_reap(pid);
@@ -202,7 +209,8 @@ TEST_CASE("save_checkpoint (keep = 2) killed at random points: restore_checkpoin
     training::TrainState s = training::restore_checkpoint(dir, target);
     REQUIRE(s.step == steps.back());
     REQUIRE(s.step >= last);
-    REQUIRE_MESSAGE(verify_params(s.params, static_cast<int32_t>(7 * s.step)) >= 0, "step " << s.step << " is torn");
+    REQUIRE_MESSAGE(verify_params(s.params, static_cast<int32_t>(7 * s.step)) >= 0,
+                    "step " << s.step << " is torn");
     last = static_cast<int32_t>(s.step);
     if (temps.size() > 3)
       for (const auto& p : temps) fs::remove(p);

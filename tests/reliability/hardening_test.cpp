@@ -2,8 +2,6 @@
 // sizes that overflow, JSON round trips that changed dtypes, training directories two runs
 // share, CLI output over its input, reshape's negative dimensions, errors that said too little.
 // The CLI cases run the built binary (FLAXPP_BINARY_DIR/bin/flaxpp and bin/train_charlm).
-#include <doctest/doctest.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +18,9 @@
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
@@ -56,18 +57,28 @@ std::string expect_error(F&& f, std::initializer_list<std::string> pieces) {
 
 TEST_CASE("#1 a shape whose size overflows int64 is an error naming the op and the shape") {
   const int64_t big = int64_t{1} << 32;
-  expect_error<std::invalid_argument>([&] { jnp::zeros({big, big}); },
-                                      {"zeros", "(4294967296,4294967296)", "overflows"});
-  expect_error<std::invalid_argument>([&] { jnp::ones({65536, 65536, 65536, 65536}); },
-                                      {"ones", "(65536,65536,65536,65536)"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        jnp::zeros({big, big});
+      },
+      {"zeros", "(4294967296,4294967296)", "overflows"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        jnp::ones({65536, 65536, 65536, 65536});
+      },
+      {"ones", "(65536,65536,65536,65536)"});
   auto key = rnd::PRNGKey(0);
-  expect_error<std::invalid_argument>([&] { rnd::uniform(key, {big, big}); },
-                                      {"random.uniform", "(4294967296,4294967296)"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        rnd::uniform(key, {big, big});
+      },
+      {"random.uniform", "(4294967296,4294967296)"});
   expect_error<std::invalid_argument>([&] { rnd::normal(key, {big, big}); }, {"random.normal"});
   expect_error<std::invalid_argument>([&] { rnd::bits(key, {big, big}); }, {"random.bits"});
   // 2^62 float32 elements count in int64, but their 2^64 bytes do not.
-  expect_error<std::invalid_argument>([&] { jnp::zeros({int64_t{1} << 62}); },
-                                      {"zeros", "(4611686018427387904,)", "4611686018427387904 x 4"});
+  expect_error<std::invalid_argument>(
+      [&] { jnp::zeros({int64_t{1} << 62}); },
+      {"zeros", "(4611686018427387904,)", "4611686018427387904 x 4"});
   // A zero dimension makes the array empty whatever the others are (NumPy agrees).
   CHECK(jnp::zeros({0, big, big}).size() == 0);
 }
@@ -77,7 +88,9 @@ TEST_CASE("#1 an allocation beyond memory and swap is refused before anything is
   size_t limit = memory_limit_bytes();
   REQUIRE(limit < (size_t{4} << 40));
   std::string msg = expect_error<AllocationError>(
-      [] { jnp::zeros({int64_t{1} << 20, int64_t{1} << 20}); },
+      [] {
+        jnp::zeros({int64_t{1} << 20, int64_t{1} << 20});
+      },
       {"zeros", "(1048576,1048576)", "float32", "4398046511104 bytes", "4096.0 GiB",
        "more than this machine's memory and swap"});
   // Code that handles memory exhaustion keeps catching it.
@@ -86,12 +99,21 @@ TEST_CASE("#1 an allocation beyond memory and swap is refused before anything is
 
 TEST_CASE("#6 reshape refuses negative dimensions other than a single -1") {
   Array x = jnp::ones({2, 3});
-  expect_error<std::invalid_argument>([&] { jnp::reshape(x, {-2, -3}); },
-                                      {"reshape", "negative dimension -2", "(-2,-3)"});
-  expect_error<std::invalid_argument>([&] { jnp::reshape(x, {-1, -6}); },
-                                      {"reshape", "negative dimension -6"});
-  expect_error<std::invalid_argument>([&] { jnp::reshape(x, {-1, -1}); },
-                                      {"one unknown dimension"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        jnp::reshape(x, {-2, -3});
+      },
+      {"reshape", "negative dimension -2", "(-2,-3)"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        jnp::reshape(x, {-1, -6});
+      },
+      {"reshape", "negative dimension -6"});
+  expect_error<std::invalid_argument>(
+      [&] {
+        jnp::reshape(x, {-1, -1});
+      },
+      {"one unknown dimension"});
   CHECK(jnp::reshape(x, {-1}).shape() == Shape{6});
   CHECK(jnp::reshape(x, {3, -1}).shape() == Shape{3, 2});
   // Array::reshaped, under jnp::reshape, refuses them too.
@@ -114,10 +136,8 @@ fs::path fresh_dir(const std::string& name) {
 // integral floats, -0.0) and unambiguously, and with no elements in three shapes.
 Tree every_leaf_kind() {
   Tree t;
-  const std::pair<const char*, DType> dtypes[] = {{"f32", DType::float32},
-                                                  {"i32", DType::int32},
-                                                  {"u32", DType::uint32},
-                                                  {"b", DType::bool_}};
+  const std::pair<const char*, DType> dtypes[] = {
+      {"f32", DType::float32}, {"i32", DType::int32}, {"u32", DType::uint32}, {"b", DType::bool_}};
   for (auto [name, dt] : dtypes) {
     std::string n = name;
     t = t.set(n + "/empty0", Tree(Array::empty({0}, dt)));
@@ -311,8 +331,9 @@ TEST_CASE("#5 an output path naming an input file is refused, and the input is u
   Run r = flaxpp_cli("apply gmlp --params p.json --tokens t.json --out t.json --grad", d);
   CHECK(r.err.find("--out: 't.json' is the --tokens file") != std::string::npos);
   r = flaxpp_cli("convert p.json p.json", d);
-  CHECK(r.err == "flaxpp convert: error: OUT: 'p.json' is the IN file 'p.json'; writing it would "
-                 "destroy the input (choose another output path)\n");
+  CHECK(r.err ==
+        "flaxpp convert: error: OUT: 'p.json' is the IN file 'p.json'; writing it would "
+        "destroy the input (choose another output path)\n");
   fs::create_symlink("p.json", d / "link.json");
   r = flaxpp_cli("convert p.json link.json", d);
   CHECK(r.status == 1);
@@ -339,23 +360,28 @@ TEST_CASE("#7 apply names the missing or misshaped entry, with and without --gra
                        " has 1,052: " + sgu + "spatial_biases (4,1) is missing\n");
     r = flaxpp_cli("apply gmlp --params misshaped.json --tokens t.json --out o.json" + grad, d);
     CHECK(r.err == "flaxpp apply: error: misshaped.json: 1,051 parameters, but " + model +
-                       " has 1,052: " + sgu + "spatial_biases has shape (3,1), the model needs "
+                       " has 1,052: " + sgu +
+                       "spatial_biases has shape (3,1), the model needs "
                        "(4,1)\n");
   }
   // The same count, so the model itself finds it: with --grad the path is kept as well.
   Run r = flaxpp_cli("apply gmlp --params int_bias.json --tokens t.json --out o.json", d);
-  CHECK(r.err == "flaxpp apply: error: t.json (3,): to_logits/layers_1 (Dense): parameter 'bias' "
-                 "has dtype int32 in the variables; the module expects float32\n");
+  CHECK(r.err ==
+        "flaxpp apply: error: t.json (3,): to_logits/layers_1 (Dense): parameter 'bias' "
+        "has dtype int32 in the variables; the module expects float32\n");
   r = flaxpp_cli("apply gmlp --params int_bias.json --tokens t.json --out o.json --grad", d);
-  CHECK(r.err == "flaxpp apply: error: int_bias.json: params/to_logits/layers_1/bias has dtype "
-                 "int32; --grad differentiates float32 parameters only\n");
+  CHECK(r.err ==
+        "flaxpp apply: error: int_bias.json: params/to_logits/layers_1/bias has dtype "
+        "int32; --grad differentiates float32 parameters only\n");
 }
 
 TEST_CASE("#7 the vjp pullback refuses a cotangent that is not float32") {
   Array x = Array::vector({1.f, 2.f});
   auto [y, pullback] = vjp([](const Array& a) { return jnp::tanh(a); }, x);
   expect_error<std::invalid_argument>(
-      [&, pb = pullback] { pb(Array::from({2}, std::vector<int32_t>{1, 1})); },
+      [&, pb = pullback] {
+        pb(Array::from({2}, std::vector<int32_t>{1, 1}));
+      },
       {"vjp pullback", "cotangent dtype int32", "float32"});
   CHECK(std::get<0>(pullback(jnp::ones({2}))).shape() == Shape{2});
 }
@@ -413,8 +439,9 @@ TEST_CASE("#3 a second run on the same --out-dir fails at once naming the first 
   CHECK(csv.rfind("\n2000,") != std::string::npos);
 }
 
-TEST_CASE("#4 a fresh run refuses a directory with checkpoints; --overwrite keeps the old run "
-          "until it has saved") {
+TEST_CASE(
+    "#4 a fresh run refuses a directory with checkpoints; --overwrite keeps the old run "
+    "until it has saved") {
   if (!have_fortunes()) return;
   fs::path d = fresh_dir("fresh_run");
   REQUIRE(charlm("--steps 10 --ckpt-every 5 --out-dir o", d).status == 0);
@@ -430,13 +457,15 @@ TEST_CASE("#4 a fresh run refuses a directory with checkpoints; --overwrite keep
   // --overwrite killed (SIGKILL) after moving the old run aside, long before its first
   // checkpoint (--ckpt-every 100000): the old run is still there, beside the empty new one.
   fs::path bin = fs::path(FLAXPP_BINARY_DIR) / "bin" / "train_charlm";
-  std::string script = "cd '" + d.string() + "' && ('" + bin.string() + "' " + kTiny +
-                       "--steps 100000 --ckpt-every 100000 --overwrite --out-dir o 2> kill.log "
-                       ">/dev/null & pid=$!; i=0; while ! grep -q moved kill.log && [ $i -lt 600 ]; "
-                       "do sleep 0.05; i=$((i+1)); done; kill -9 $pid; wait $pid; true)";
+  std::string script =
+      "cd '" + d.string() + "' && ('" + bin.string() + "' " + kTiny +
+      "--steps 100000 --ckpt-every 100000 --overwrite --out-dir o 2> kill.log "
+      ">/dev/null & pid=$!; i=0; while ! grep -q moved kill.log && [ $i -lt 600 ]; "
+      "do sleep 0.05; i=$((i+1)); done; kill -9 $pid; wait $pid; true)";
   REQUIRE(std::system(script.c_str()) == 0);
-  CHECK(slurp(d / "kill.log").find("--overwrite: moved 2 checkpoint(s) of the earlier run to "
-                                   "o/ckpt/replaced") != std::string::npos);
+  CHECK(slurp(d / "kill.log")
+            .find("--overwrite: moved 2 checkpoint(s) of the earlier run to "
+                  "o/ckpt/replaced") != std::string::npos);
   CHECK(steps_in(d / "o/ckpt").empty());
   CHECK(slurp(d / "o/ckpt/replaced/checkpoint_10.msgpack") == ckpt10);  // the old run is kept
   CHECK(slurp(d / "o/metrics.csv.replaced") == metrics);

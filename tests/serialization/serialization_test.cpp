@@ -483,7 +483,8 @@ TEST_CASE("save / load: both formats by extension, with and without a target") {
   CHECK(tree_equal(load(d / "m.json"), edge));  // exact without a target too
 
   CHECK(error_of([&] { save(d / "m.txt", edge); }) ==
-        (d / "m.txt").string() + ": unknown checkpoint format '.txt' (use .json, .msgpack or .safetensors)");
+        (d / "m.txt").string() +
+            ": unknown checkpoint format '.txt' (use .json, .msgpack or .safetensors)");
   CHECK(error_of([&] { load(d / "nope.msgpack"); }) ==
         "load: " + (d / "nope.msgpack").string() + ": cannot open: No such file or directory");
   std::string e = error_of([&] { load(d / "m.msgpack", dense_vars()); });

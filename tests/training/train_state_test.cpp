@@ -1,15 +1,16 @@
 // TrainState: one-call apply_gradients, checkpoints (atomic, keep-k, validated restore), resume
 // equivalence, a tiny model overfitting a tiny batch, and run-to-run determinism.
-#include <doctest/doctest.h>
+#include "training/train_state.hpp"
 
 #include <filesystem>
 #include <fstream>
 
+#include <doctest/doctest.h>
+
 #include "core/autodiff.hpp"
-#include "serialization/serialization.hpp"
 #include "models/gmlp.hpp"
 #include "nn/losses.hpp"
-#include "training/train_state.hpp"
+#include "serialization/serialization.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
@@ -28,7 +29,9 @@ struct Setup {
   models::gMLP model{.num_tokens = 16, .dim = 16, .depth = 1, .seq_len = 8};
   Array tokens = random::randint(random::PRNGKey(1), {4, 8}, 0, 16);
   Tree params = model.init(random::PRNGKey(0), tokens)["params"];
-  Array loss(const Tree& p) const { return models::next_token_loss(model.apply(Tree{{"params", p}}, tokens), tokens); }
+  Array loss(const Tree& p) const {
+    return models::next_token_loss(model.apply(Tree{{"params", p}}, tokens), tokens);
+  }
   training::TrainState step(const training::TrainState& s) const {
     auto g = grad([&](const Tree& p) { return loss(p); })(s.params);
     return s.apply_gradients(g);
@@ -44,8 +47,8 @@ TEST_CASE("a tiny gMLP overfits a tiny batch") {
   for (int i = 0; i < 60; ++i) state = su.step(state);
   float last = su.loss(state.params).item<float>();
   MESSAGE("loss " << first << " -> " << last << " after 60 Adam steps");
-  CHECK(first > 2.5f);   // about log(16) = 2.77 at init
-  CHECK(last < 0.5f);    // memorised: far below the uniform-prediction loss
+  CHECK(first > 2.5f);  // about log(16) = 2.77 at init
+  CHECK(last < 0.5f);   // memorised: far below the uniform-prediction loss
   CHECK(state.step == 60);
 }
 
@@ -66,7 +69,8 @@ TEST_CASE("same seed, same losses, bit for bit") {
 TEST_CASE("save -> restore -> identical next step; keep-k; bad checkpoints") {
   Setup su;
   auto dir = fresh_dir("train_state");
-  auto tx = optax::chain({optax::clip_by_global_norm(1.0), optax::adam(optax::cosine_decay_schedule(1e-2, 100))});
+  auto tx = optax::chain(
+      {optax::clip_by_global_norm(1.0), optax::adam(optax::cosine_decay_schedule(1e-2, 100))});
   auto state = training::TrainState::create(su.params, tx, random::PRNGKey(5));
   for (int i = 0; i < 3; ++i) {
     state = su.step(state);
@@ -97,7 +101,8 @@ TEST_CASE("save -> restore -> identical next step; keep-k; bad checkpoints") {
 
   // A checkpoint of a different model names the mismatching path and both shapes.
   models::gMLP other{.num_tokens = 16, .dim = 8, .depth = 1, .seq_len = 8};
-  auto other_state = training::TrainState::create(other.init(random::PRNGKey(0), su.tokens)["params"], tx);
+  auto other_state =
+      training::TrainState::create(other.init(random::PRNGKey(0), su.tokens)["params"], tx);
   try {
     training::restore_checkpoint(dir, other_state, 2);
     FAIL("restoring a mismatched checkpoint must throw");
@@ -108,7 +113,8 @@ TEST_CASE("save -> restore -> identical next step; keep-k; bad checkpoints") {
     CHECK(msg.find("(16,8)") != std::string::npos);
   }
   CHECK_THROWS_WITH_AS(training::restore_checkpoint(fresh_dir("empty"), fresh),
-                       doctest::Contains("no checkpoint_<step>.msgpack file in"), SerializationError);
+                       doctest::Contains("no checkpoint_<step>.msgpack file in"),
+                       SerializationError);
 }
 
 TEST_CASE("EMA of the params: 10 steps against the rule, in the checkpoint") {
@@ -139,6 +145,7 @@ TEST_CASE("EMA of the params: 10 steps against the rule, in the checkpoint") {
   auto fresh = training::TrainState::create(p, optax::sgd(0.1)).with_ema(decay);
   auto restored = training::restore_checkpoint(dir, fresh);
   CHECK(tree_equal(restored.ema_params, state.ema_params));
-  CHECK_THROWS_WITH_AS(fresh.with_ema(1.0), "TrainState::with_ema: decay must be in [0, 1), got 1.000000",
+  CHECK_THROWS_WITH_AS(fresh.with_ema(1.0),
+                       "TrainState::with_ema: decay must be in [0, 1), got 1.000000",
                        std::invalid_argument);
 }

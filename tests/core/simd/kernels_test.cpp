@@ -37,9 +37,9 @@ std::vector<uint32_t> bits_of(const std::vector<float>& v) {
 // Inputs: special values, then a wide spread (normal draws at several scales).
 std::vector<float> inputs() {
   const float inf = std::numeric_limits<float>::infinity();
-  std::vector<float> x = {0.f,   -0.f,    1.f,     -1.f,     inf,    -inf,  NAN,    1e-45f, -1e-45f,
-                          1e-38f, 88.7f,  -88.7f,  89.f,     -104.f, 1e30f, -1e30f, 0.5f,   -0.999f,
-                          9.f,   -9.f,    1e-7f,   -1e-7f,   3.4e38f};
+  std::vector<float> x = {0.f,     -0.f,    1.f,   -1.f,   inf,   -inf,   NAN,    1e-45f,
+                          -1e-45f, 1e-38f,  88.7f, -88.7f, 89.f,  -104.f, 1e30f,  -1e30f,
+                          0.5f,    -0.999f, 9.f,   -9.f,   1e-7f, -1e-7f, 3.4e38f};
   for (float scale : {0.01f, 1.f, 5.f, 30.f}) {
     Array n = rnd::normal(rnd::fold_in(rnd::PRNGKey(3), static_cast<uint32_t>(scale * 100)), {250});
     const float* p = n.data<float>();
@@ -78,11 +78,10 @@ TEST_CASE("the sets this CPU runs: baseline first, the widest by default, unknow
   Restore restore;
   std::string have;
   for (const auto* k : sets) have += std::string(have.empty() ? "" : ", ") + k->name;
-  CHECK_THROWS_WITH_AS(simd::use("avx1024"),
-                       ("simd::use: this CPU cannot run the 'avx1024' kernels (it runs: " + have +
-                        ")")
-                           .c_str(),
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(
+      simd::use("avx1024"),
+      ("simd::use: this CPU cannot run the 'avx1024' kernels (it runs: " + have + ")").c_str(),
+      std::invalid_argument);
   simd::use(sets.front()->name);
   CHECK(std::string(simd::kernels().name) == sets.front()->name);
 }
@@ -100,7 +99,7 @@ TEST_CASE("float maps: every set gives the baseline's bits, at every tail length
   for (const auto* set : simd::supported()) {
     for (const auto& m : maps) {
       const std::string set_name = set->name;
-    CAPTURE(set_name);
+      CAPTURE(set_name);
       const std::string map = m.name;
       CAPTURE(map);
       const auto want = bits_of(run(base.*m.f, x, static_cast<int64_t>(x.size())));
@@ -191,7 +190,8 @@ TEST_CASE("random kernels: every set gives the baseline's bits") {
     base.erf_inv(a, n);
     set->erf_inv(b, n);
     CHECK(std::memcmp(a, b, sizeof a) == 0);
-    for (int64_t i = 0; i < n; ++i) a[i] = b[i] = -1.f + std::ldexp(1.f, -static_cast<int>(i % 24)) + 1e-3f * i;
+    for (int64_t i = 0; i < n; ++i)
+      a[i] = b[i] = -1.f + std::ldexp(1.f, -static_cast<int>(i % 24)) + 1e-3f * i;
     base.log1p_correct(a, n);
     set->log1p_correct(b, n);
     CHECK(std::memcmp(a, b, sizeof a) == 0);
@@ -200,7 +200,8 @@ TEST_CASE("random kernels: every set gives the baseline's bits") {
     for (int64_t count : {int64_t{1}, int64_t{15}, int64_t{17}, int64_t{40}, n}) {
       set->threefry_counter(7, 9, (uint64_t{5} << 32) + 100, count, y0.data());
       set->threefry_iota(7, 9, 11, 1000, y1.data(), z1.data(), count);
-      set->threefry_pairs(7, 9, w.data(), w.data() + 1, p0s.data(), p1s.data(), std::min(count, n / 2));
+      set->threefry_pairs(7, 9, w.data(), w.data() + 1, p0s.data(), p1s.data(),
+                          std::min(count, n / 2));
       bool ok = true;
       for (int64_t i = 0; i < count; ++i) {
         uint32_t x0 = 5, x1 = 100 + static_cast<uint32_t>(i);

@@ -1,7 +1,7 @@
 // A project outside the flaxpp tree, built against the installed package.
-#include <flaxpp/flaxpp.hpp>
-
 #include <iostream>
+
+#include <flaxpp/flaxpp.hpp>
 
 int main() {
   using namespace flaxpp;
