@@ -11,17 +11,7 @@
 
 namespace flaxpp {
 
-using autodiff::unbroadcast;
-using prim::Aval;
-using prim::bind;
-using prim::Dims;
-using prim::Mapped;
-using prim::Save;
-using prim::Vals;
-template <size_t N>
-using Res = prim::Residuals<N>;
-template <size_t N>
-using Tan = prim::Tangents<N>;
+using namespace prim::authoring;
 
 namespace {
 
@@ -102,7 +92,8 @@ Array binary_kernel(const Array& a, const Array& b, const char* name, Op op) {
     int64_t runs = n / inner;
     parallel_for(runs, std::max<int64_t>(1, kGrain / inner), [&](int64_t lo, int64_t hi) {
       kernels::for_each_broadcast_runs(
-          shape, sa, sb, lo, hi, [&](int64_t oi, int64_t ao, int64_t bo, int64_t m, int64_t as, int64_t bs) {
+          shape, sa, sb, lo, hi,
+          [&](int64_t oi, int64_t ao, int64_t bo, int64_t m, int64_t as, int64_t bs) {
             if (as == 1 && bs == 1)
               for (int64_t i = 0; i < m; ++i) o[oi + i] = op(pa[ao + i], pb[bo + i]);
             else if (as == 1 && bs == 0)
@@ -119,7 +110,8 @@ Array binary_kernel(const Array& a, const Array& b, const char* name, Op op) {
 template <class FOp, class IOp>
 Array arith(const Array& a, const Array& b, const char* name, FOp fop, IOp iop) {
   DType d = promote(a.dtype(), b.dtype());
-  if (d == DType::float32) return binary_kernel<float, float>(convert<float>(a), convert<float>(b), name, fop);
+  if (d == DType::float32)
+    return binary_kernel<float, float>(convert<float>(a), convert<float>(b), name, fop);
   if (d == DType::uint32)
     return binary_kernel<uint32_t, uint32_t>(convert<uint32_t>(a), convert<uint32_t>(b), name, iop);
   return binary_kernel<int32_t, int32_t>(convert<int32_t>(a), convert<int32_t>(b), name, iop);
@@ -129,7 +121,8 @@ template <class Op>
 Array compare(const Array& a, const Array& b, const char* name, Op op) {
   DType d = promote(a.dtype(), b.dtype());
   if (a.dtype() == DType::bool_ && b.dtype() == DType::bool_) d = DType::int32;
-  if (d == DType::float32) return binary_kernel<float, uint8_t>(convert<float>(a), convert<float>(b), name, op);
+  if (d == DType::float32)
+    return binary_kernel<float, uint8_t>(convert<float>(a), convert<float>(b), name, op);
   if (d == DType::uint32)
     return binary_kernel<uint32_t, uint8_t>(convert<uint32_t>(a), convert<uint32_t>(b), name, op);
   return binary_kernel<int32_t, uint8_t>(convert<int32_t>(a), convert<int32_t>(b), name, op);
@@ -182,51 +175,66 @@ struct Add {
   static constexpr Save save = Save::nothing;
   const char* name() const { return "add"; }
   Array impl(const Array& a, const Array& b) const {
-    return arith(a, b, "add", [](float x, float y) { return x + y; }, [](auto x, auto y) { return x + y; });
+    return arith(
+        a, b, "add", [](float x, float y) { return x + y; }, [](auto x, auto y) { return x + y; });
   }
   Aval abstract_eval(const Aval& a, const Aval& b) const {
     return broadcast_aval(a, b, "add", promote(a.dtype, b.dtype));
   }
   Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
-    return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(g, r.shape[1]); });
+    return both(
+        n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(g, r.shape[1]); });
   }
   Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] + t[1]; }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Subtract {
   static constexpr Save save = Save::nothing;
   const char* name() const { return "subtract"; }
   Array impl(const Array& a, const Array& b) const {
-    return arith(a, b, "subtract", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
+    return arith(
+        a, b, "subtract", [](float x, float y) { return x - y; },
+        [](auto x, auto y) { return x - y; });
   }
   Aval abstract_eval(const Aval& a, const Aval& b) const {
     return broadcast_aval(a, b, "subtract", promote(a.dtype, b.dtype));
   }
   Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
-    return both(n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(-g, r.shape[1]); });
+    return both(
+        n, [&] { return unbroadcast(g, r.shape[0]); }, [&] { return unbroadcast(-g, r.shape[1]); });
   }
   Array jvp(const Res<2>&, const Array&, const Tan<2>& t) const { return t[0] - t[1]; }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Multiply {
   static constexpr Save save = Save::inputs;
   const char* name() const { return "multiply"; }
   Array impl(const Array& a, const Array& b) const {
-    return arith(a, b, "multiply", [](float x, float y) { return x * y; }, [](auto x, auto y) { return x * y; });
+    return arith(
+        a, b, "multiply", [](float x, float y) { return x * y; },
+        [](auto x, auto y) { return x * y; });
   }
   Aval abstract_eval(const Aval& a, const Aval& b) const {
     return broadcast_aval(a, b, "multiply", promote(a.dtype, b.dtype));
   }
   Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
     const Array &a = r.in[0], &b = r.in[1];
-    return both(n, [&] { return unbroadcast(g * b, a.shape()); }, [&] { return unbroadcast(g * a, b.shape()); });
+    return both(
+        n, [&] { return unbroadcast(g * b, a.shape()); },
+        [&] { return unbroadcast(g * a, b.shape()); });
   }
   Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
     return t[0] * r.in[1] + r.in[0] * t[1];
   }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // True division, as jnp.divide: integer operands give float32.
@@ -242,14 +250,17 @@ struct Divide {
   }
   Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
     const Array &a = r.in[0], &b = r.in[1];
-    return both(n, [&] { return unbroadcast(g / b, a.shape()); },
-                [&] { return unbroadcast(-(g * a) / (b * b), b.shape()); });
+    return both(
+        n, [&] { return unbroadcast(g / b, a.shape()); },
+        [&] { return unbroadcast(-(g * a) / (b * b), b.shape()); });
   }
   Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
     const Array &a = r.in[0], &b = r.in[1];
     return t[0] / b - (t[1] * a) / (b * b);
   }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Negative {
@@ -257,12 +268,16 @@ struct Negative {
   const char* name() const { return "negative"; }
   Array impl(const Array& a) const {
     if (a.is_float()) return unary_float(a, [](float x) { return -x; });
-    return arith(Array(0), a, "negative", [](float x, float y) { return x - y; }, [](auto x, auto y) { return x - y; });
+    return arith(
+        Array(0), a, "negative", [](float x, float y) { return x - y; },
+        [](auto x, auto y) { return x - y; });
   }
   Aval abstract_eval(const Aval& a) const { return {a.shape, promote(DType::int32, a.dtype)}; }
   Grads vjp(const Res<1>&, const Array&, const Array& g, const Need&) const { return {-g}; }
   Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return -t[0]; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // x ** y. d/dx = y x^(y-1); d/dy = x^y log x, taken as 0 where x == 0 (as JAX).
@@ -277,12 +292,14 @@ struct Power {
     return broadcast_aval(a, b, "power", DType::float32);
   }
   static Array safe_log(const Array& a) {
-    return jnp::where(jnp::equal(a, 0.f), Array(0.f), jnp::log(jnp::where(jnp::equal(a, 0.f), Array(1.f), a)));
+    return jnp::where(jnp::equal(a, 0.f), Array(0.f),
+                      jnp::log(jnp::where(jnp::equal(a, 0.f), Array(1.f), a)));
   }
   Grads vjp(const Res<2>& r, const Array& out, const Array& g, const Need& n) const {
     const Array &a = r.in[0], &b = r.in[1];
-    return both(n, [&] { return unbroadcast(g * b * jnp::power(a, b - 1.f), a.shape()); },
-                [&] { return unbroadcast(g * out * safe_log(a), b.shape()); });
+    return both(
+        n, [&] { return unbroadcast(g * b * jnp::power(a, b - 1.f), a.shape()); },
+        [&] { return unbroadcast(g * out * safe_log(a), b.shape()); });
   }
   // Only perturbed operands contribute: x^3 at x < 0 has a finite derivative, though its
   // exponent's term (log x) is NaN there.
@@ -293,24 +310,34 @@ struct Power {
     Array db = t[1] * out * safe_log(a);
     return t.perturbed[0] ? da + db : db;
   }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Exp : UnaryKeepsOutput {
   const char* name() const { return "exp"; }
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().exp); }
-  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * out}; }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
+    return {g * out};
+  }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Log : UnaryFloat {
   static constexpr Save save = Save::inputs;
   const char* name() const { return "log"; }
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().log); }
-  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g / r.in[0]}; }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {g / r.in[0]};
+  }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / r.in[0]; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Log1p : UnaryFloat {
@@ -321,15 +348,21 @@ struct Log1p : UnaryFloat {
     return {g / (r.in[0] + 1.f)};
   }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] / (r.in[0] + 1.f); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Expm1 : UnaryKeepsOutput {
   const char* name() const { return "expm1"; }
   Array impl(const Array& a) const { return unary_simd(a, simd::kernels().expm1); }
-  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * (out + 1.f)}; }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
+    return {g * (out + 1.f)};
+  }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (out + 1.f); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Tanh : UnaryKeepsOutput {
@@ -338,8 +371,12 @@ struct Tanh : UnaryKeepsOutput {
   Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
     return {g * (1.f - out * out)};
   }
-  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * (1.f - out * out); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const {
+    return t[0] * (1.f - out * out);
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // jax.nn.sigmoid is the primitive lax.logistic, with the fused rule d/dx = s (1 - s). Chaining
@@ -350,52 +387,81 @@ struct Logistic : UnaryKeepsOutput {
   Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
     return {g * out * (1.f - out)};
   }
-  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * out * (1.f - out); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const {
+    return t[0] * out * (1.f - out);
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Sqrt : UnaryKeepsOutput {
   const char* name() const { return "sqrt"; }
-  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::sqrt(x); }); }
-  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const { return {g * 0.5f / out}; }
+  Array impl(const Array& a) const {
+    return unary_float(a, [](float x) { return std::sqrt(x); });
+  }
+  Grads vjp(const Res<1>&, const Array& out, const Array& g, const Need&) const {
+    return {g * 0.5f / out};
+  }
   Array jvp(const Res<1>&, const Array& out, const Tan<1>& t) const { return t[0] * 0.5f / out; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // d/dx x^-1/2 = -1/2 x^-3/2 = -1/2 out / x
 struct Rsqrt : UnaryFloat {
   static constexpr Save save = Save::inputs_and_output;
   const char* name() const { return "rsqrt"; }
-  Array impl(const Array& a) const { return unary_float(a, [](float x) { return 1.f / std::sqrt(x); }); }
+  Array impl(const Array& a) const {
+    return unary_float(a, [](float x) { return 1.f / std::sqrt(x); });
+  }
   Grads vjp(const Res<1>& r, const Array& out, const Array& g, const Need&) const {
     return {g * -0.5f * out / r.in[0]};
   }
-  Array jvp(const Res<1>& r, const Array& out, const Tan<1>& t) const { return t[0] * -0.5f * out / r.in[0]; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array jvp(const Res<1>& r, const Array& out, const Tan<1>& t) const {
+    return t[0] * -0.5f * out / r.in[0];
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct Erf : UnaryFloat {
   static constexpr Save save = Save::inputs;
   const char* name() const { return "erf"; }
-  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::erf(x); }); }
+  Array impl(const Array& a) const {
+    return unary_float(a, [](float x) { return std::erf(x); });
+  }
   static Array slope(const Array& a) {
     return static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(a * a));
   }
   Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
-    return {g * static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) * jnp::exp(-(r.in[0] * r.in[0]))};
+    return {g * static_cast<float>(2.0 / std::sqrt(std::numbers::pi)) *
+            jnp::exp(-(r.in[0] * r.in[0]))};
   }
   Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * slope(r.in[0]); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // |x| of float32; d/dx = sign(x), 0 at 0 (JAX's rule).
 struct Abs : UnaryFloat {
   static constexpr Save save = Save::inputs;
   const char* name() const { return "abs"; }
-  Array impl(const Array& a) const { return unary_float(a, [](float x) { return std::fabs(x); }); }
-  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {g * jnp::sign(r.in[0])}; }
-  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const { return t[0] * jnp::sign(r.in[0]); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array impl(const Array& a) const {
+    return unary_float(a, [](float x) { return std::fabs(x); });
+  }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {g * jnp::sign(r.in[0])};
+  }
+  Array jvp(const Res<1>& r, const Array&, const Tan<1>& t) const {
+    return t[0] * jnp::sign(r.in[0]);
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // maximum / minimum. On ties the gradient is split evenly between the operands (as
@@ -406,10 +472,12 @@ struct Choose {
   const char* name() const { return take_max ? "maximum" : "minimum"; }
   Array impl(const Array& a, const Array& b) const {
     if (take_max)
-      return arith(a, b, name(), [](float x, float y) { return std::isnan(x) || x > y ? x : y; },
-                   [](auto x, auto y) { return x > y ? x : y; });
-    return arith(a, b, name(), [](float x, float y) { return std::isnan(x) || x < y ? x : y; },
-                 [](auto x, auto y) { return x < y ? x : y; });
+      return arith(
+          a, b, name(), [](float x, float y) { return std::isnan(x) || x > y ? x : y; },
+          [](auto x, auto y) { return x > y ? x : y; });
+    return arith(
+        a, b, name(), [](float x, float y) { return std::isnan(x) || x < y ? x : y; },
+        [](auto x, auto y) { return x < y ? x : y; });
   }
   Aval abstract_eval(const Aval& a, const Aval& b) const {
     return broadcast_aval(a, b, name(), promote(a.dtype, b.dtype));
@@ -423,22 +491,29 @@ struct Choose {
   Grads vjp(const Res<2>& r, const Array&, const Array& g, const Need& n) const {
     const Array &a = r.in[0], &b = r.in[1];
     Array wa = share_of_a(a, b);
-    return both(n, [&] { return unbroadcast(g * wa, a.shape()); },
-                [&] { return unbroadcast(g * (1.f - wa), b.shape()); });
+    return both(
+        n, [&] { return unbroadcast(g * wa, a.shape()); },
+        [&] { return unbroadcast(g * (1.f - wa), b.shape()); });
   }
   Array jvp(const Res<2>& r, const Array&, const Tan<2>& t) const {
     Array wa = share_of_a(r.in[0], r.in[1]);
     return t[0] * wa + t[1] * (1.f - wa);
   }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // sign of float32 (integer sign is composed from comparisons); its derivative is 0 (JAX).
 struct Sign : UnaryFloat {  // no rules: nothing is recorded for it
   static constexpr bool differentiable = false;
   const char* name() const { return "sign"; }
-  Array impl(const Array& a) const { return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; }); }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array impl(const Array& a) const {
+    return unary_float(a, [](float x) { return x > 0 ? 1.f : x < 0 ? -1.f : x; });
+  }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // where(cond, a, b): `cond` is bool and never differentiated; the rules keep only it.
@@ -448,7 +523,8 @@ struct Where {
   const char* name() const { return "where"; }
   Array impl(const Array& cond, const Array& a0, const Array& b0) const;
   Aval abstract_eval(const Aval& c, const Aval& a, const Aval& b) const {
-    DType d = a.dtype == DType::bool_ && b.dtype == DType::bool_ ? DType::bool_ : promote(a.dtype, b.dtype);
+    DType d = a.dtype == DType::bool_ && b.dtype == DType::bool_ ? DType::bool_
+                                                                 : promote(a.dtype, b.dtype);
     return broadcast_aval(broadcast_aval(c, a, "where", d), b, "where", d);
   }
   Grads vjp(const Res<3>& r, const Array&, const Array& g, const Need& n) const {
@@ -457,15 +533,20 @@ struct Where {
     return {Array(), n[1] ? unbroadcast(jnp::where(cond, g, zero), r.shape[1]) : Array(),
             n[2] ? unbroadcast(jnp::where(cond, zero, g), r.shape[2]) : Array()};
   }
-  Array jvp(const Res<3>& r, const Array&, const Tan<3>& t) const { return jnp::where(r.in[0], t[1], t[2]); }
-  Mapped batch(const Vals<3>& x, const Dims<3>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Array jvp(const Res<3>& r, const Array&, const Tan<3>& t) const {
+    return jnp::where(r.in[0], t[1], t[2]);
+  }
+  Mapped batch(const Vals<3>& x, const Dims<3>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 Array Where::impl(const Array& cond, const Array& a0, const Array& b0) const {
   DType d = promote(a0.dtype(), b0.dtype());
   if (a0.dtype() == DType::bool_ && b0.dtype() == DType::bool_) d = DType::bool_;
   Array a = convert_to(a0, d), b = convert_to(b0, d);
-  Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Array out = Array::empty(shape, d);
   size_t isz = itemsize(d);
   Shape sc = kernels::broadcast_strides(cond.shape(), shape);
@@ -477,15 +558,17 @@ Array Where::impl(const Array& cond, const Array& a0, const Array& b0) const {
   char* po = static_cast<char*>(out.mutable_raw());
   // Walk cond and a together, and b separately (for_each_broadcast pairs two operands).
   std::vector<int64_t> boff(static_cast<size_t>(out.size()));
-  kernels::for_each_broadcast(shape, sb, sb, [&](int64_t o, int64_t bo, int64_t, int64_t m, int64_t bs, int64_t) {
-    for (int64_t i = 0; i < m; ++i) boff[o + i] = bo + i * bs;
-  });
-  kernels::for_each_broadcast(shape, sc, sa, [&](int64_t o, int64_t co, int64_t ao, int64_t m, int64_t cs, int64_t as) {
-    for (int64_t i = 0; i < m; ++i) {
-      const char* src = pc[co + i * cs] ? pa + (ao + i * as) * isz : pb + boff[o + i] * isz;
-      std::memcpy(po + (o + i) * isz, src, isz);
-    }
-  });
+  kernels::for_each_broadcast(shape, sb, sb,
+                              [&](int64_t o, int64_t bo, int64_t, int64_t m, int64_t bs, int64_t) {
+                                for (int64_t i = 0; i < m; ++i) boff[o + i] = bo + i * bs;
+                              });
+  kernels::for_each_broadcast(
+      shape, sc, sa, [&](int64_t o, int64_t co, int64_t ao, int64_t m, int64_t cs, int64_t as) {
+        for (int64_t i = 0; i < m; ++i) {
+          const char* src = pc[co + i * cs] ? pa + (ao + i * as) * isz : pb + boff[o + i] * isz;
+          std::memcpy(po + (o + i) * isz, src, isz);
+        }
+      });
   return out;
 }
 
@@ -523,7 +606,10 @@ Array jnp::abs(const Array& a) {
 
 // sign has zero derivative everywhere (JAX): no node is recorded.
 Array jnp::sign(const Array& a) {
-  if (!a.is_float()) return convert_to(jnp::subtract(convert<int32_t>(jnp::greater(a, Array(0))), convert<int32_t>(jnp::less(a, Array(0)))), a.dtype());
+  if (!a.is_float())
+    return convert_to(jnp::subtract(convert<int32_t>(jnp::greater(a, Array(0))),
+                                    convert<int32_t>(jnp::less(a, Array(0)))),
+                      a.dtype());
   return bind(Sign{}, a);
 }
 
@@ -532,12 +618,14 @@ Array jnp::square(const Array& a) { return a * a; }
 Array jnp::maximum(const Array& a, const Array& b) { return bind(Choose{true}, a, b); }
 Array jnp::minimum(const Array& a, const Array& b) { return bind(Choose{false}, a, b); }
 
-Array jnp::clip(const Array& a, float lo, float hi) { return jnp::minimum(jnp::maximum(a, Array(lo)), Array(hi)); }
+Array jnp::clip(const Array& a, float lo, float hi) {
+  return jnp::minimum(jnp::maximum(a, Array(lo)), Array(hi));
+}
 
 Array jnp::where(const Array& cond0, const Array& a0, const Array& b0) {
-  Array cond = cond0.dtype() == DType::bool_ ? cond0
+  Array cond = cond0.dtype() == DType::bool_                 ? cond0
                : prim::batched(cond0) || prim::traced(cond0) ? jnp::not_equal(cond0, Array(0))
-                                            : convert_to(cond0, DType::bool_);
+                                                             : convert_to(cond0, DType::bool_);
   return bind(Where{}, cond, a0, b0);
 }
 
@@ -553,22 +641,31 @@ struct Compare {
   Cmp cmp;
   static constexpr bool differentiable = false;
   const char* name() const {
-    static constexpr const char* names[] = {"equal", "not_equal", "less", "less_equal", "greater", "greater_equal"};
+    static constexpr const char* names[] = {"equal",      "not_equal", "less",
+                                            "less_equal", "greater",   "greater_equal"};
     return names[static_cast<int>(cmp)];
   }
   Array impl(const Array& a, const Array& b) const {
     switch (cmp) {
-      case Cmp::equal: return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); });
-      case Cmp::not_equal: return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); });
+      case Cmp::equal:
+        return compare(a, b, "equal", [](auto x, auto y) { return uint8_t(x == y); });
+      case Cmp::not_equal:
+        return compare(a, b, "not_equal", [](auto x, auto y) { return uint8_t(x != y); });
       case Cmp::less: return compare(a, b, "less", [](auto x, auto y) { return uint8_t(x < y); });
-      case Cmp::less_equal: return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); });
-      case Cmp::greater: return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); });
+      case Cmp::less_equal:
+        return compare(a, b, "less_equal", [](auto x, auto y) { return uint8_t(x <= y); });
+      case Cmp::greater:
+        return compare(a, b, "greater", [](auto x, auto y) { return uint8_t(x > y); });
       case Cmp::greater_equal: break;
     }
     return compare(a, b, "greater_equal", [](auto x, auto y) { return uint8_t(x >= y); });
   }
-  Aval abstract_eval(const Aval& a, const Aval& b) const { return broadcast_aval(a, b, name(), DType::bool_); }
-  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Aval abstract_eval(const Aval& a, const Aval& b) const {
+    return broadcast_aval(a, b, name(), DType::bool_);
+  }
+  Mapped batch(const Vals<2>& x, const Dims<2>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 struct LogicalNot {
@@ -583,7 +680,9 @@ struct LogicalNot {
     return out;
   }
   Aval abstract_eval(const Aval& a) const { return {a.shape, DType::bool_}; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 // astype to another dtype (float32 -> float32 is the identity and binds nothing).
@@ -594,7 +693,9 @@ struct ConvertElementType {
   std::string params() const { return std::string("new_dtype=") + dtype_name(to); }
   Array impl(const Array& a) const { return convert_to(a, to); }
   Aval abstract_eval(const Aval& a) const { return {a.shape, to}; }
-  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const { return prim::batch_elementwise(*this, x, d); }
+  Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
+    return prim::batch_elementwise(*this, x, d);
+  }
 };
 
 }  // namespace
@@ -602,9 +703,13 @@ struct ConvertElementType {
 Array jnp::equal(const Array& a, const Array& b) { return bind(Compare{Cmp::equal}, a, b); }
 Array jnp::not_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::not_equal}, a, b); }
 Array jnp::less(const Array& a, const Array& b) { return bind(Compare{Cmp::less}, a, b); }
-Array jnp::less_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::less_equal}, a, b); }
+Array jnp::less_equal(const Array& a, const Array& b) {
+  return bind(Compare{Cmp::less_equal}, a, b);
+}
 Array jnp::greater(const Array& a, const Array& b) { return bind(Compare{Cmp::greater}, a, b); }
-Array jnp::greater_equal(const Array& a, const Array& b) { return bind(Compare{Cmp::greater_equal}, a, b); }
+Array jnp::greater_equal(const Array& a, const Array& b) {
+  return bind(Compare{Cmp::greater_equal}, a, b);
+}
 
 Array jnp::logical_not(const Array& a) { return bind(LogicalNot{}, a); }
 

@@ -9,16 +9,7 @@
 
 namespace flaxpp {
 
-using prim::Aval;
-using prim::bind;
-using prim::Dims;
-using prim::Mapped;
-using prim::Save;
-using prim::Vals;
-template <size_t N>
-using Res = prim::Residuals<N>;
-template <size_t N>
-using Tan = prim::Tangents<N>;
+using namespace prim::authoring;
 
 namespace {
 
@@ -34,7 +25,8 @@ Reduction plan(const Shape& s, const Axes& axes, const char* op) {
   std::vector<bool> red(s.size(), axes.empty());
   for (int64_t ax : axes) {
     size_t a = normalize_axis(ax, s.size(), op);
-    if (red[a]) throw std::invalid_argument(std::string(op) + ": duplicate axis " + std::to_string(ax));
+    if (red[a])
+      throw std::invalid_argument(std::string(op) + ": duplicate axis " + std::to_string(ax));
     red[a] = true;
   }
   for (size_t i = 0; i < s.size(); ++i) {
@@ -56,15 +48,16 @@ void reduce_into(const Array& a, const Shape& kept, Acc* acc, F f) {
   const T* p = a.data<T>();
   Shape sa = strides_of(a.shape());
   Shape so = kernels::broadcast_strides(kept, a.shape());
-  kernels::for_each_broadcast(a.shape(), sa, so, [&](int64_t, int64_t ao, int64_t oo, int64_t n, int64_t as, int64_t os) {
-    if (os == 0) {
-      Acc v = acc[oo];
-      for (int64_t i = 0; i < n; ++i) v = f(v, p[ao + i * as]);
-      acc[oo] = v;
-    } else {
-      for (int64_t i = 0; i < n; ++i) acc[oo + i * os] = f(acc[oo + i * os], p[ao + i * as]);
-    }
-  });
+  kernels::for_each_broadcast(
+      a.shape(), sa, so, [&](int64_t, int64_t ao, int64_t oo, int64_t n, int64_t as, int64_t os) {
+        if (os == 0) {
+          Acc v = acc[oo];
+          for (int64_t i = 0; i < n; ++i) v = f(v, p[ao + i * as]);
+          acc[oo] = v;
+        } else {
+          for (int64_t i = 0; i < n; ++i) acc[oo + i * os] = f(acc[oo + i * os], p[ao + i * as]);
+        }
+      });
 }
 
 Array finish(Array kept_result, const Reduction& r, bool keepdims) {
@@ -94,7 +87,9 @@ struct Sum {
   bool keepdims;
   static constexpr Save save = Save::nothing;
   const char* name() const { return "sum"; }
-  std::string params() const { return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : ""); }
+  std::string params() const {
+    return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : "");
+  }
   Array impl(const Array& a) const {
     Array out;
     if (a.dtype() == DType::float32) {
@@ -105,10 +100,12 @@ struct Sum {
       Array ai = a.dtype() == DType::uint32 ? a : jnp::astype(a, DType::int32);
       std::vector<int64_t> acc(static_cast<size_t>(numel(r.kept)), 0);
       if (a.dtype() == DType::uint32) {
-        reduce_into<int64_t, uint32_t>(ai, r.kept, acc.data(), [](int64_t s, uint32_t x) { return s + x; });
+        reduce_into<int64_t, uint32_t>(ai, r.kept, acc.data(),
+                                       [](int64_t s, uint32_t x) { return s + x; });
         out = Array::from(r.kept, std::vector<uint32_t>(acc.begin(), acc.end()));
       } else {
-        reduce_into<int64_t, int32_t>(ai, r.kept, acc.data(), [](int64_t s, int32_t x) { return s + x; });
+        reduce_into<int64_t, int32_t>(ai, r.kept, acc.data(),
+                                      [](int64_t s, int32_t x) { return s + x; });
         out = Array::from(r.kept, std::vector<int32_t>(acc.begin(), acc.end()));
       }
     }
@@ -121,9 +118,14 @@ struct Sum {
   Grads vjp(const Res<1>& res, const Array&, const Array& g, const Need&) const {
     return {expand_back(g, r, res.shape[0])};
   }
-  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::sum(t[0], r.axes, keepdims); }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const {
+    return jnp::sum(t[0], r.axes, keepdims);
+  }
   Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
-    if (r.axes.empty()) return {x[0].is_float() || x[0].dtype() == DType::uint32 ? x[0] : jnp::astype(x[0], DType::int32), d[0]};
+    if (r.axes.empty())
+      return {
+          x[0].is_float() || x[0].dtype() == DType::uint32 ? x[0] : jnp::astype(x[0], DType::int32),
+          d[0]};
     Array v = prim::moveaxis(x[0], d[0], 0);
     return {bind(Sum{batched_plan(r, v.shape(), "sum"), keepdims}, v), 0};
   }
@@ -136,12 +138,15 @@ struct Extreme {
   bool is_max;
   static constexpr Save save = Save::inputs_and_output;
   const char* name() const { return is_max ? "max" : "min"; }
-  std::string params() const { return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : ""); }
+  std::string params() const {
+    return "axes=" + prim::tuple_str(r.axes) + (keepdims ? " keepdims" : "");
+  }
   Array impl(const Array& a) const {
     Array out;
     if (a.dtype() == DType::float32) {
       std::vector<float> acc(static_cast<size_t>(numel(r.kept)),
-                             is_max ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity());
+                             is_max ? -std::numeric_limits<float>::infinity()
+                                    : std::numeric_limits<float>::infinity());
       reduce_into<float, float>(a, r.kept, acc.data(), [m = is_max](float v, float x) {
         if (std::isnan(v) || std::isnan(x)) return std::numeric_limits<float>::quiet_NaN();
         return m ? (x > v ? x : v) : (x < v ? x : v);
@@ -149,9 +154,12 @@ struct Extreme {
       out = Array::from(r.kept, acc);
     } else {
       Array ai = jnp::astype(a, DType::int32);
-      std::vector<int32_t> acc(static_cast<size_t>(numel(r.kept)),
-                               is_max ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
-      reduce_into<int32_t, int32_t>(ai, r.kept, acc.data(), [m = is_max](int32_t v, int32_t x) { return m ? std::max(v, x) : std::min(v, x); });
+      std::vector<int32_t> acc(
+          static_cast<size_t>(numel(r.kept)),
+          is_max ? std::numeric_limits<int32_t>::min() : std::numeric_limits<int32_t>::max());
+      reduce_into<int32_t, int32_t>(ai, r.kept, acc.data(), [m = is_max](int32_t v, int32_t x) {
+        return m ? std::max(v, x) : std::min(v, x);
+      });
       out = jnp::astype(Array::from(r.kept, acc), a.dtype());
     }
     return finish(out, r, keepdims);
@@ -183,7 +191,8 @@ Array extreme(const Array& a, const Axes& axes, bool keepdims, bool is_max) {
   const char* name = is_max ? "max" : "min";
   Reduction r = plan(a.shape(), axes, name);
   if (a.size() == 0 || (r.count == 0))
-    throw std::invalid_argument(std::string(name) + ": zero-size reduction over shape " + to_string(a.shape()));
+    throw std::invalid_argument(std::string(name) + ": zero-size reduction over shape " +
+                                to_string(a.shape()));
   return bind(Extreme{r, keepdims, is_max}, a);
 }
 
@@ -193,8 +202,12 @@ Array jnp::sum(const Array& a, const Axes& axes, bool keepdims) {
   return bind(Sum{plan(a.shape(), axes, "sum"), keepdims}, a);
 }
 
-Array jnp::max(const Array& a, const Axes& axes, bool keepdims) { return extreme(a, axes, keepdims, true); }
-Array jnp::min(const Array& a, const Axes& axes, bool keepdims) { return extreme(a, axes, keepdims, false); }
+Array jnp::max(const Array& a, const Axes& axes, bool keepdims) {
+  return extreme(a, axes, keepdims, true);
+}
+Array jnp::min(const Array& a, const Axes& axes, bool keepdims) {
+  return extreme(a, axes, keepdims, false);
+}
 
 Array jnp::mean(const Array& a, const Axes& axes, bool keepdims) {
   Reduction r = plan(a.shape(), axes, "mean");
@@ -211,7 +224,8 @@ Array jnp::var(const Array& a, const Axes& axes, bool keepdims) {
 // log(sum(exp(a))) computed as m + log(sum(exp(a - m))) with m = max (no gradient through m).
 Array jnp::logsumexp(const Array& a, const Axes& axes, bool keepdims) {
   Array m = jnp::stop_gradient(jnp::max(a, axes, true));
-  Array finite_m = jnp::where(jnp::equal(jnp::abs(m), std::numeric_limits<float>::infinity()), Array(0.f), m);
+  Array finite_m =
+      jnp::where(jnp::equal(jnp::abs(m), std::numeric_limits<float>::infinity()), Array(0.f), m);
   Array s = jnp::log(jnp::sum(jnp::exp(a - finite_m), axes, true)) + finite_m;
   if (keepdims) return s;
   return jnp::reshape(s, plan(a.shape(), axes, "logsumexp").dropped);
@@ -225,7 +239,9 @@ struct Argmax {
   bool keepdims;
   static constexpr bool differentiable = false;
   const char* name() const { return "argmax"; }
-  std::string params() const { return "axes=(" + std::to_string(ax) + ",)" + (keepdims ? " keepdims" : ""); }
+  std::string params() const {
+    return "axes=(" + std::to_string(ax) + ",)" + (keepdims ? " keepdims" : "");
+  }
   Array impl(const Array& a) const {
     Array x = jnp::astype(a, DType::float32);
     Reduction r = plan(a.shape(), {static_cast<int64_t>(ax)}, "argmax");
@@ -260,7 +276,8 @@ struct Argmax {
 
 Array jnp::argmax(const Array& a, int64_t axis, bool keepdims) {
   size_t ax = normalize_axis(axis, a.ndim(), "argmax");
-  if (a.shape()[ax] == 0) throw std::invalid_argument("argmax: zero-size axis in shape " + to_string(a.shape()));
+  if (a.shape()[ax] == 0)
+    throw std::invalid_argument("argmax: zero-size axis in shape " + to_string(a.shape()));
   return bind(Argmax{ax, keepdims}, a);
 }
 

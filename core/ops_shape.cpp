@@ -8,16 +8,7 @@
 
 namespace flaxpp {
 
-using prim::Aval;
-using prim::bind;
-using prim::Dims;
-using prim::Mapped;
-using prim::Save;
-using prim::Vals;
-template <size_t N>
-using Res = prim::Residuals<N>;
-template <size_t N>
-using Tan = prim::Tangents<N>;
+using namespace prim::authoring;
 
 namespace {
 
@@ -31,8 +22,12 @@ struct Reshape {
   std::string params() const { return "new_sizes=" + prim::tuple_str(shape); }
   Array impl(const Array& a) const { return a.reshaped(shape); }
   Aval abstract_eval(const Aval& a) const { return {shape, a.dtype}; }
-  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {jnp::reshape(g, r.shape[0])}; }
-  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::reshape(t[0], shape); }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {jnp::reshape(g, r.shape[0])};
+  }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const {
+    return jnp::reshape(t[0], shape);
+  }
   Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t size) const {
     Shape s = shape;
     s.insert(0, size);
@@ -54,11 +49,16 @@ struct Transpose {
   }
   Axes inverse() const {
     Axes inv(perm.size());
-    for (size_t i = 0; i < perm.size(); ++i) inv[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
+    for (size_t i = 0; i < perm.size(); ++i)
+      inv[static_cast<size_t>(perm[i])] = static_cast<int64_t>(i);
     return inv;
   }
-  Grads vjp(const Res<1>&, const Array&, const Array& g, const Need&) const { return {jnp::transpose(g, inverse())}; }
-  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::transpose(t[0], perm); }
+  Grads vjp(const Res<1>&, const Array&, const Array& g, const Need&) const {
+    return {jnp::transpose(g, inverse())};
+  }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const {
+    return jnp::transpose(t[0], perm);
+  }
   Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t) const {
     Axes p{0};
     for (int64_t q : perm) p.push_back(q + 1);
@@ -75,14 +75,24 @@ struct BroadcastTo {
   Array impl(const Array& a) const {
     Array out = Array::empty(shape, a.dtype(), "broadcast_to");
     switch (itemsize(a.dtype())) {
-      case 4: kernels::broadcast_copy(static_cast<const uint32_t*>(a.raw()), a.shape(), static_cast<uint32_t*>(out.mutable_raw()), shape); break;
-      default: kernels::broadcast_copy(static_cast<const uint8_t*>(a.raw()), a.shape(), static_cast<uint8_t*>(out.mutable_raw()), shape); break;
+      case 4:
+        kernels::broadcast_copy(static_cast<const uint32_t*>(a.raw()), a.shape(),
+                                static_cast<uint32_t*>(out.mutable_raw()), shape);
+        break;
+      default:
+        kernels::broadcast_copy(static_cast<const uint8_t*>(a.raw()), a.shape(),
+                                static_cast<uint8_t*>(out.mutable_raw()), shape);
+        break;
     }
     return out;
   }
   Aval abstract_eval(const Aval& a) const { return {shape, a.dtype}; }
-  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const { return {autodiff::unbroadcast(g, r.shape[0])}; }
-  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const { return jnp::broadcast_to(t[0], shape); }
+  Grads vjp(const Res<1>& r, const Array&, const Array& g, const Need&) const {
+    return {autodiff::unbroadcast(g, r.shape[0])};
+  }
+  Array jvp(const Res<1>&, const Array&, const Tan<1>& t) const {
+    return jnp::broadcast_to(t[0], shape);
+  }
   Mapped batch(const Vals<1>& x, const Dims<1>& d, int64_t size) const {
     Shape s = shape;
     s.insert(0, size);
@@ -122,17 +132,22 @@ Array jnp::reshape(const Array& a, const Shape& shape0) {
   int64_t known = 1, infer = -1;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == -1) {
-      if (infer >= 0) throw std::invalid_argument("reshape: can only specify one unknown dimension in " + to_string(shape0));
+      if (infer >= 0)
+        throw std::invalid_argument("reshape: can only specify one unknown dimension in " +
+                                    to_string(shape0));
       infer = static_cast<int64_t>(i);
     } else if (shape[i] < 0) {
-      throw std::invalid_argument("reshape: negative dimension " + std::to_string(shape[i]) + " in shape " + to_string(shape0) + " (only a single -1 is allowed, for the dimension to infer)");
+      throw std::invalid_argument("reshape: negative dimension " + std::to_string(shape[i]) +
+                                  " in shape " + to_string(shape0) +
+                                  " (only a single -1 is allowed, for the dimension to infer)");
     } else {
       known = checked_mul(known, shape[i], "reshape", "the product of the dimensions");
     }
   }
   if (infer >= 0) {
     if (known == 0 || a.size() % known != 0)
-      throw std::invalid_argument("reshape: cannot reshape array of shape " + to_string(a.shape()) + " into shape " + to_string(shape0));
+      throw std::invalid_argument("reshape: cannot reshape array of shape " + to_string(a.shape()) +
+                                  " into shape " + to_string(shape0));
     shape[static_cast<size_t>(infer)] = a.size() / known;
   }
   if (shape == a.shape()) return a;
@@ -147,8 +162,9 @@ Array jnp::transpose(const Array& a, const Axes& perm0) {
     for (size_t i = 0; i < nd; ++i) perm[i] = nd - 1 - i;
   } else {
     if (perm0.size() != nd)
-      throw std::invalid_argument("transpose: permutation of length " + std::to_string(perm0.size()) +
-                                  " for an array of shape " + to_string(a.shape()));
+      throw std::invalid_argument("transpose: permutation of length " +
+                                  std::to_string(perm0.size()) + " for an array of shape " +
+                                  to_string(a.shape()));
     std::vector<bool> seen(nd);
     for (size_t i = 0; i < nd; ++i) {
       perm[i] = normalize_axis(perm0[i], nd, "transpose");
@@ -164,7 +180,8 @@ Array jnp::transpose(const Array& a, const Axes& perm0) {
 }
 
 Array jnp::swapaxes(const Array& a, int64_t axis1, int64_t axis2) {
-  size_t i = normalize_axis(axis1, a.ndim(), "swapaxes"), j = normalize_axis(axis2, a.ndim(), "swapaxes");
+  size_t i = normalize_axis(axis1, a.ndim(), "swapaxes"),
+         j = normalize_axis(axis2, a.ndim(), "swapaxes");
   Axes perm(a.ndim());
   std::iota(perm.begin(), perm.end(), 0);
   std::swap(perm[i], perm[j]);
@@ -187,8 +204,8 @@ Array jnp::squeeze(const Array& a, const Axes& axes) {
     for (int64_t ax : axes) {
       size_t i = normalize_axis(ax, a.ndim(), "squeeze");
       if (a.shape()[i] != 1)
-        throw std::invalid_argument("squeeze: cannot select axis " + std::to_string(ax) + " of shape " +
-                                    to_string(a.shape()) + ": its size is not 1");
+        throw std::invalid_argument("squeeze: cannot select axis " + std::to_string(ax) +
+                                    " of shape " + to_string(a.shape()) + ": its size is not 1");
       drop[i] = true;
     }
   }
@@ -201,7 +218,8 @@ Array jnp::broadcast_to(const Array& a, const Shape& shape) {
   if (a.shape() == shape) return a;
   Shape b = broadcast_shapes(a.shape(), shape, "broadcast_to");
   if (b != shape)
-    throw std::invalid_argument("broadcast_to: cannot broadcast shape " + to_string(a.shape()) + " to " + to_string(shape));
+    throw std::invalid_argument("broadcast_to: cannot broadcast shape " + to_string(a.shape()) +
+                                " to " + to_string(shape));
   return bind(BroadcastTo{shape}, a);
 }
 

@@ -346,5 +346,21 @@ Mapped batch_elementwise(const P& p, const Vals<N>& x, const Dims<N>& d) {
   }
 }
 
+// The names the files that declare primitives (core/ops_*.cpp) use in their blocks, in one
+// place: `using namespace prim::authoring;` at the top of such a file.
+namespace authoring {
+using autodiff::unbroadcast;
+using prim::Aval;
+using prim::bind;
+using prim::Dims;
+using prim::Mapped;
+using prim::Save;
+using prim::Vals;
+template <size_t N>
+using Res = prim::Residuals<N>;
+template <size_t N>
+using Tan = prim::Tangents<N>;
+}  // namespace authoring
+
 }  // namespace prim
 }  // namespace flaxpp
