@@ -21,6 +21,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/inputs.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 
@@ -28,16 +29,7 @@ using namespace flaxpp;
 
 namespace {
 
-// Deterministic values in [-1, 1) (no global RNG).
-Array filled(const Shape& s, uint32_t seed) {
-  std::vector<float> v(static_cast<size_t>(numel(s)));
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& e : v) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    e = static_cast<float>(x >> 8) / static_cast<float>(1 << 23) - 1.f;
-  }
-  return Array::from(s, v);
-}
+using bench::filled;
 
 void set_rate(benchmark::State& state, const char* name, double per_iteration) {
   state.counters[name] = benchmark::Counter(

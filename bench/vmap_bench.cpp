@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/inputs.hpp"
 #include "core/autodiff.hpp"
 #include "core/ops.hpp"
 #include "core/vmap.hpp"
@@ -25,16 +26,7 @@ using namespace flaxpp;
 
 namespace {
 
-// Deterministic values in [-1, 1) (no global RNG).
-Array filled(const Shape& s, uint32_t seed) {
-  std::vector<float> v(static_cast<size_t>(numel(s)));
-  uint32_t x = seed * 2654435761u + 1;
-  for (auto& e : v) {
-    x ^= x << 13, x ^= x >> 17, x ^= x << 5;
-    e = static_cast<float>(x >> 8) / static_cast<float>(1 << 23) - 1.f;
-  }
-  return Array::from(s, v);
-}
+using bench::filled;
 
 template <class F>
 double median_ms(int reps, F f) {

@@ -30,6 +30,7 @@
 #include "nn/losses.hpp"
 #include "nn/nn.hpp"
 #include "serialization/serialization.hpp"
+#include "tests/reliability/expect_error.hpp"
 #include "training/train_state.hpp"
 
 using namespace flaxpp;
@@ -52,23 +53,6 @@ struct DropoutMLP : nn::Module<DropoutMLP> {
     return s(nn::Dropout{.rate = 0.5}, s(nn::Dense{.features = 3}, x), !train);
   }
 };
-
-// Runs f, requires an exception of type E and checks that its message contains every piece.
-template <class E, class F>
-std::string expect_error(F&& f, std::initializer_list<std::string> pieces) {
-  std::string msg;
-  bool thrown = false;
-  try {
-    f();
-  } catch (const E& e) {
-    thrown = true;
-    msg = e.what();
-  }
-  REQUIRE_MESSAGE(thrown, "expected an exception");
-  for (const auto& p : pieces)
-    CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
-  return msg;
-}
 
 fs::path fresh_dir(const std::string& name) {
   fs::path d = fs::path(FLAXPP_BINARY_DIR) / "test_tmp" / "reliability" / name;

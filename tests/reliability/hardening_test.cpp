@@ -28,32 +28,14 @@
 #include "core/tree.hpp"
 #include "optax/optax.hpp"
 #include "serialization/serialization.hpp"
+#include "tests/reliability/expect_error.hpp"
 #include "training/train_state.hpp"
 
 using namespace flaxpp;
 namespace fs = std::filesystem;
 namespace rnd = flaxpp::random;
 
-namespace {
-
-// Runs f, requires an exception of type E and checks that its message contains every piece.
-template <class E, class F>
-std::string expect_error(F&& f, std::initializer_list<std::string> pieces) {
-  std::string msg;
-  bool thrown = false;
-  try {
-    f();
-  } catch (const E& e) {
-    thrown = true;
-    msg = e.what();
-  }
-  REQUIRE_MESSAGE(thrown, "expected an exception");
-  for (const auto& p : pieces)
-    CHECK_MESSAGE(msg.find(p) != std::string::npos, "'" << p << "' not in: " << msg);
-  return msg;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("#1 a shape whose size overflows int64 is an error naming the op and the shape") {
   const int64_t big = int64_t{1} << 32;
